@@ -12,13 +12,17 @@ describe('README', () => {
 
   it('has a section with an example for every function', () => {
     const functions = Object.entries(api)
-      .filter(([name, value]) => typeof value === 'function' && !/Error$|^ImageReference$/.test(name))
+      .filter(
+        ([name, value]) => typeof value === 'function' && !/Error$|^ImageReference$/.test(name),
+      )
       .map(([name]) => name);
     const sections = readme.split(/^## /m).slice(1);
     for (const name of functions) {
       const section = sections.find((s) => s.split('\n')[0]?.includes(name));
       expect(section, `a "## ${name}" section`).toBeDefined();
-      expect(section, `an example calling ${name}`).toMatch(new RegExp(`\`\`\`ts[\\s\\S]*\\b${name}\\(`));
+      expect(section, `an example calling ${name}`).toMatch(
+        new RegExp(`\`\`\`ts[\\s\\S]*\\b${name}\\(`),
+      );
     }
   });
 });
