@@ -43,6 +43,9 @@ export function checkDependencies(root) {
   const problems = [];
   /** @type {Map<string, { dir: string, kind: 'package' | 'app', pkg: any }>} */
   const projects = new Map();
+  /** Subpaths each workspace package exports (`./stand-ins`), for the deep-import rule. */
+  /** @type {Map<string, Set<string>>} */
+  const exported = new Map();
   for (const kind of /** @type {const} */ (['package', 'app'])) {
     const base = join(root, `${kind}s`);
     if (!existsSync(base)) continue;
@@ -51,7 +54,13 @@ export function checkDependencies(root) {
       if (!existsSync(file)) continue;
       const pkg = JSON.parse(readFileSync(file, 'utf8'));
       projects.set(pkg.name, { dir: join(base, name), kind, pkg });
+      exported.set(pkg.name, new Set(Object.keys(pkg.exports ?? {})));
     }
+  }
+  const toolsFile = join(root, 'tools', 'package.json');
+  if (existsSync(toolsFile)) {
+    const tools = JSON.parse(readFileSync(toolsFile, 'utf8'));
+    exported.set(tools.name, new Set(Object.keys(tools.exports ?? {})));
   }
   for (const [name, { dir, kind, pkg }] of projects) {
     const rel = relative(root, dir);
@@ -88,8 +97,9 @@ export function checkDependencies(root) {
         if (spec.startsWith('@org/')) {
           const [scope, base, ...rest] = spec.split('/');
           const target = `${scope}/${base}`;
-          if (rest.length > 0)
-            problems.push(`${where}: deep import ${spec}; import ${target} instead`);
+          if (rest.length > 0 && !exported.get(target)?.has(`./${rest.join('/')}`)) {
+            problems.push(`${where}: deep import ${spec}, which ${target} does not export`);
+          }
           if (target !== name && !declared.has(target)) {
             problems.push(`${where}: imports ${target}, which package.json does not declare`);
           }

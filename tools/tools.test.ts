@@ -60,7 +60,7 @@ describe('run-tests summary', () => {
 
 describe('check-deps', () => {
   const pkg = (name: string, deps: Record<string, string> = {}) =>
-    JSON.stringify({ name, dependencies: deps });
+    JSON.stringify({ name, dependencies: deps, devDependencies: { '@org/tools': 'workspace:*' } });
 
   it('passes this repository', () => {
     expect(checkDependencies(join(import.meta.dirname, '..'))).toEqual([]);
@@ -81,6 +81,13 @@ describe('check-deps', () => {
       'packages/mystery/package.json': pkg('@org/mystery'),
       'apps/proxy/package.json': pkg('@org/proxy', { '@org/registry-auth': 'workspace:*' }),
       'apps/proxy/src/main.ts': "const m = await import('@org/registry-auth');\nvoid m;\n",
+      'apps/proxy/src/main.test.ts':
+        "import { startStandIn } from '@org/tools/stand-ins';\nvoid startStandIn;\n",
+      'apps/proxy/src/other.test.ts': "import { x } from '@org/tools/internal.js';\nvoid x;\n",
+      'tools/package.json': JSON.stringify({
+        name: '@org/tools',
+        exports: { './stand-ins': './stand-ins/index.ts' },
+      }),
     });
     const problems = checkDependencies(root);
     expect(problems).toEqual(
@@ -92,7 +99,12 @@ describe('check-deps', () => {
           /index\.ts: imports @org\/cloud-credentials, which package\.json does not declare/,
         ),
         expect.stringMatching(/registry-auth: depends on the app @org\/proxy/),
-        expect.stringMatching(/a\.ts: deep import @org\/registry-domains\/src\/reference\.js/),
+        expect.stringMatching(
+          /a\.ts: deep import @org\/registry-domains\/src\/reference\.js, which/,
+        ),
+        expect.stringMatching(
+          /other\.test\.ts: deep import @org\/tools\/internal\.js, which @org\/tools does not export/,
+        ),
         expect.stringMatching(
           /a\.ts: imports @org\/registry-domains, which package\.json does not declare/,
         ),
@@ -102,7 +114,9 @@ describe('check-deps', () => {
         expect.stringMatching(/mystery: @org\/mystery is not in tools\/check-deps\.mjs ALLOWED/),
       ]),
     );
-    expect(problems).toHaveLength(7);
+    expect(problems).toHaveLength(8);
+    // main.test.ts imports a subpath that a declared package exports: fine
+    expect(problems.filter((p) => p.includes('main.test.ts'))).toEqual([]);
   });
 });
 
