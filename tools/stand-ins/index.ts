@@ -1,5 +1,12 @@
+export type { EcrCall, EcrFault, EcrStandIn } from './aws-ecr.js';
+export { startEcr } from './aws-ecr.js';
+export type { ImdsStandIn } from './aws-metadata.js';
+export { startImds, startPodIdentityAgent } from './aws-metadata.js';
+export { RedirectToStandIn } from './aws-redirect.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';
 export type { Handler, Recorded, StandIn } from './server.js';
 export { json, startStandIn, unsignedJwt } from './server.js';
+export type { AwsKey, SigV4Check } from './sigv4.js';
+export { verifySigV4 } from './sigv4.js';
