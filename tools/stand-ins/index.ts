@@ -3,6 +3,8 @@ export { startEcr } from './aws-ecr.js';
 export type { ImdsStandIn } from './aws-metadata.js';
 export { startImds, startPodIdentityAgent } from './aws-metadata.js';
 export { RedirectToStandIn } from './aws-redirect.js';
+export type { AcrFault, AcrStandIn, EntraStandIn } from './azure.js';
+export { fetchVia, startAcr, startEntra } from './azure.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';
