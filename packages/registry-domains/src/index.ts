@@ -3,7 +3,7 @@ export { InvalidReferenceError, RegistryDomainsError, RegistryValidationError } 
 export type { ImagePattern } from './match-image.js';
 export { compileImagePattern, matchImage } from './match-image.js';
 export type { AwsPartition, CloudProvider, ProviderMatch } from './providers.js';
-export { detectProvider, PROVIDER_HOST_PATTERNS } from './providers.js';
+export { detectProvider, PROVIDER_HOST_PATTERNS, registryHostOf } from './providers.js';
 export {
   DOCKER_HUB_DOMAIN,
   ImageReference,

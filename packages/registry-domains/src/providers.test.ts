@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidReferenceError } from './errors.js';
-import { type AwsPartition, detectProvider, type ProviderMatch } from './providers.js';
+import {
+  type AwsPartition,
+  detectProvider,
+  type ProviderMatch,
+  registryHostOf,
+} from './providers.js';
 
 const A = '123456789012';
 
@@ -175,4 +180,21 @@ describe('detectProvider', () => {
       expect(() => detectProvider(input)).toThrow(InvalidReferenceError);
     },
   );
+});
+
+describe('registryHostOf', () => {
+  it.each([
+    ['library/alpine', 'docker.io'],
+    ['alpine', 'alpine'],
+    ['index.docker.io/library/alpine', 'docker.io'],
+    ['localhost:5000/team/app:v1', 'localhost:5000'],
+    ['oci-gateway.example.org', 'oci-gateway.example.org'],
+    ['gw.example.org:8443', 'gw.example.org:8443'],
+  ])('%s -> %s', (input, host) => {
+    expect(registryHostOf(input)).toBe(host);
+  });
+
+  it('refuses what is neither', () => {
+    expect(() => registryHostOf('not a host')).toThrow(InvalidReferenceError);
+  });
 });
