@@ -5,7 +5,7 @@
  * https authorities) and STAND_IN_TLS_DIR (stand-ins serve the leaf).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -64,7 +64,17 @@ export default function setup(): () => void {
     '-out',
     'leaf.crt',
   );
-  process.env.NODE_EXTRA_CA_CERTS = join(dir, 'ca.crt');
+  // Add to, never replace, the CAs this machine already gives Node (its network may need them:
+  // npm's registry, for one).
+  const previous = process.env.NODE_EXTRA_CA_CERTS;
+  const bundle = [
+    previous && existsSync(previous) ? readFileSync(previous, 'utf8') : '',
+    readFileSync(join(dir, 'ca.crt'), 'utf8'),
+  ]
+    .filter(Boolean)
+    .join('\n');
+  writeFileSync(join(dir, 'bundle.crt'), bundle);
+  process.env.NODE_EXTRA_CA_CERTS = join(dir, 'bundle.crt');
   process.env.STAND_IN_TLS_DIR = dir;
   return () => rmSync(dir, { recursive: true, force: true });
 }

@@ -32,6 +32,14 @@ export {
   skipRegistryValidationFromEnv,
   validateRegistry,
 } from '@org/registry-domains';
+export type { CredentialHelperConfig, HelperResult } from './credential-helper.js';
+export {
+  HELPER_NOT_FOUND,
+  parseCredentialHelperConfig,
+  registryAuthFromConfig,
+  runCredentialHelper,
+  serverHost,
+} from './credential-helper.js';
 export type { RegistryMapping } from './mapping.js';
 export type {
   CloudCredentialOptions,

@@ -1,0 +1,131 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  type DockerRegistry,
+  type EcrStandIn,
+  type OciImage,
+  startDockerRegistry,
+  startEcr,
+  writeOciImage,
+} from '@org/tools/stand-ins';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const KEY = { accessKeyId: 'AKIASHIMSTANDIN00001', secretAccessKey: 'shim-secret' };
+const dir = mkdtempSync(join(tmpdir(), 'shim-'));
+const shim = join(import.meta.dirname, '..', 'dist', 'bin', 'docker-credential-registry-auth.js');
+let registry: DockerRegistry;
+let ecr: EcrStandIn;
+let image: OciImage;
+
+/** Environment for skopeo: our shim (with this Node) first on PATH, AWS keys for the SDK chain. */
+function env(configFile: string): NodeJS.ProcessEnv {
+  return {
+    PATH: `${join(dir, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`,
+    HOME: dir,
+    REGISTRY_AUTH_CONFIG: configFile,
+    AWS_ACCESS_KEY_ID: KEY.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: KEY.secretAccessKey,
+    AWS_CONFIG_FILE: join(dir, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, 'no-aws-credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}
+
+beforeAll(async () => {
+  // The registry only accepts the password our ECR stand-in hands out.
+  ecr = await startEcr({ keys: [KEY], password: () => 'ecr-issued-password' });
+  registry = await startDockerRegistry({
+    htpasswd: { user: 'AWS', password: 'ecr-issued-password' },
+  });
+  image = writeOciImage(join(dir, 'image'), 'v1', [
+    { 'etc/hello.txt': 'hello from the shim test\n' },
+  ]);
+  await run('skopeo', [
+    'copy',
+    '--dest-tls-verify=false',
+    '--dest-creds',
+    'AWS:ecr-issued-password',
+    image.ref,
+    `docker://${registry.host}/team/app:v1`,
+  ]);
+  const bin = join(dir, 'bin', 'docker-credential-registry-auth');
+  mkdirSync(join(dir, 'bin'));
+  writeFileSync(bin, `#!/bin/sh\nexec "${process.execPath}" "${shim}" "$@"\n`);
+  chmodSync(bin, 0o755);
+  writeFileSync(
+    join(dir, 'auth.json'),
+    JSON.stringify({ credHelpers: { [registry.host]: 'registry-auth' } }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await registry?.close();
+  await ecr?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('docker-credential-registry-auth with the real skopeo and docker-registry', () => {
+  it('pulls with credentials the shim got from AWS ECR for a mapped gateway host', async () => {
+    const configFile = join(dir, 'mapped.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        mappings: { [registry.host]: { provider: 'aws', region: 'eu-west-1' } },
+        aws: { endpoint: ecr.url, maxAttempts: 1 },
+      }),
+    );
+    const { stdout } = await run(
+      'skopeo',
+      [
+        'inspect',
+        '--tls-verify=false',
+        '--authfile',
+        join(dir, 'auth.json'),
+        `docker://${registry.host}/team/app:v1`,
+      ],
+      { env: env(configFile) },
+    );
+    expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    await run(
+      'skopeo',
+      [
+        'copy',
+        '--src-tls-verify=false',
+        '--authfile',
+        join(dir, 'auth.json'),
+        `docker://${registry.host}/team/app:v1`,
+        `dir:${join(dir, 'pulled')}`,
+      ],
+      { env: env(configFile) },
+    );
+    const layer = image.layerDigests[0]?.slice(7) ?? '';
+    expect(readFileSync(join(dir, 'pulled', layer))).toEqual(
+      readFileSync(join(dir, 'image', 'blobs', 'sha256', layer)),
+    );
+    expect(ecr.calls.length).toBeGreaterThan(0);
+    expect(
+      ecr.calls.every((c) => c.region === 'eu-west-1' && c.accessKeyId === KEY.accessKeyId),
+    ).toBe(true);
+  });
+
+  it('is refused by the registry when the shim has no credentials for it', async () => {
+    const configFile = join(dir, 'empty.json');
+    writeFileSync(configFile, JSON.stringify({}));
+    const err = await run(
+      'skopeo',
+      [
+        'inspect',
+        '--tls-verify=false',
+        '--authfile',
+        join(dir, 'auth.json'),
+        `docker://${registry.host}/team/app:v1`,
+      ],
+      { env: env(configFile) },
+    ).catch((e: { stderr: string }) => e);
+    expect((err as { stderr: string }).stderr).toMatch(/unauthorized|authentication required/i);
+  });
+});
