@@ -3,7 +3,12 @@ export { InvalidReferenceError, RegistryDomainsError, RegistryValidationError } 
 export type { ImagePattern } from './match-image.js';
 export { compileImagePattern, matchImage } from './match-image.js';
 export type { AwsPartition, CloudProvider, ProviderMatch } from './providers.js';
-export { detectProvider, PROVIDER_HOST_PATTERNS, registryHostOf } from './providers.js';
+export {
+  detectProvider,
+  PROVIDER_HOST_PATTERNS,
+  REGISTRY_HOSTS,
+  registryHostOf,
+} from './providers.js';
 export {
   DOCKER_HUB_DOMAIN,
   ImageReference,

@@ -36,49 +36,70 @@ export interface ProviderMatch {
   readonly registryValidationSkipped?: true;
 }
 
+/**
+ * The cloud registries' host names, as data: adding a partition, a sovereign cloud or a new
+ * suffix is a change here, and detection, errors and docs follow.
+ */
+export const REGISTRY_HOSTS = {
+  gcp: {
+    /** Hosts that are registries themselves. */
+    exact: ['gcr.io', 'docker.s3nsregistry.fr'],
+    /** `*.<suffix>`: any subdomain. */
+    subdomainOf: ['gcr.io'],
+    /** `<location>-<suffix>`: one DNS label naming the location, which becomes the region. */
+    locationPrefixed: ['docker.pkg.dev', 'docker.s3nsregistry.fr'],
+  },
+  azure: {
+    subdomainOf: ['azurecr.io', 'azurecr.cn', 'azurecr.us', 'azurecr.de'],
+  },
+  aws: {
+    /** ECR Public (its API lives in us-east-1). */
+    public: { 'public.ecr.aws': { dualStack: false }, 'ecr-public.aws.com': { dualStack: true } },
+    /**
+     * Private ECR: `<account>.dkr.ecr[-fips].<region>.<suffix>` (or `dkr-ecr`), by DNS suffix,
+     * with the partition it belongs to (GovCloud regions, `us-gov-*`, are told apart by region).
+     */
+    partitions: {
+      'amazonaws.com': 'aws',
+      'on.aws': 'aws',
+      'amazonaws.com.cn': 'aws-cn',
+      'on.amazonwebservices.com.cn': 'aws-cn',
+      'amazonaws.eu': 'aws-eusc',
+      'c2s.ic.gov': 'aws-iso',
+      'sc2s.sgov.gov': 'aws-iso-b',
+      'cloud.adc-e.uk': 'aws-iso-e',
+      'csp.hci.ic.gov': 'aws-iso-f',
+    } satisfies Record<string, AwsPartition>,
+  },
+} as const;
+
 /** The host patterns each provider is recognised by, as shown in errors and docs. */
 export const PROVIDER_HOST_PATTERNS: Readonly<Record<CloudProvider, readonly string[]>> = {
   gcp: [
-    'gcr.io',
-    '*.gcr.io',
-    '<location>-docker.pkg.dev',
-    'docker.s3nsregistry.fr',
-    '<location>-docker.s3nsregistry.fr',
+    ...REGISTRY_HOSTS.gcp.exact,
+    ...REGISTRY_HOSTS.gcp.subdomainOf.map((s) => `*.${s}`),
+    ...REGISTRY_HOSTS.gcp.locationPrefixed.map((s) => `<location>-${s}`),
   ],
   aws: [
-    '<account>.dkr.ecr[-fips].<region>.amazonaws.com',
-    '<account>.dkr.ecr.<region>.amazonaws.com.cn',
-    '<account>.dkr.ecr.<region>.amazonaws.eu',
-    '<account>.dkr-ecr[-fips].<region>.on.aws',
-    '<account>.dkr.ecr.<region>.on.amazonwebservices.com.cn',
-    '<account>.dkr.ecr.<region>.{c2s.ic.gov,sc2s.sgov.gov,cloud.adc-e.uk,csp.hci.ic.gov}',
-    'public.ecr.aws',
-    'ecr-public.aws.com',
+    ...Object.keys(REGISTRY_HOSTS.aws.partitions).map(
+      (s) => `<account>.dkr.ecr[-fips].<region>.${s}`,
+    ),
+    ...Object.keys(REGISTRY_HOSTS.aws.public),
   ],
-  azure: ['*.azurecr.io', '*.azurecr.cn', '*.azurecr.us', '*.azurecr.de'],
+  azure: REGISTRY_HOSTS.azure.subdomainOf.map((s) => `*.${s}`),
 };
 
 /**
- * Private ECR hosts, as amazon-ecr-credential-helper recognises them (2025-11): account,
- * `dkr.ecr` or `dkr-ecr`, optional `-fips`, region, and a partition's DNS suffix.
+ * Private ECR hosts, as amazon-ecr-credential-helper recognises them: account, `dkr.ecr` or
+ * `dkr-ecr`, optional `-fips`, region, and one of the partitions' DNS suffixes.
  */
-const ECR_HOST =
-  /^(\d{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9][a-z0-9_-]*)\.(amazonaws\.com|amazonaws\.com\.cn|amazonaws\.eu|on\.aws|on\.amazonwebservices\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$/;
-
-const ECR_SUFFIX_PARTITION: Readonly<Record<string, AwsPartition>> = {
-  'amazonaws.com': 'aws',
-  'on.aws': 'aws',
-  'amazonaws.com.cn': 'aws-cn',
-  'on.amazonwebservices.com.cn': 'aws-cn',
-  'amazonaws.eu': 'aws-eusc',
-  'c2s.ic.gov': 'aws-iso',
-  'sc2s.sgov.gov': 'aws-iso-b',
-  'cloud.adc-e.uk': 'aws-iso-e',
-  'csp.hci.ic.gov': 'aws-iso-f',
-};
-
-const PKG_DEV = '-docker.pkg.dev';
-const S3NS = 'docker.s3nsregistry.fr';
+const ECR_HOST = new RegExp(
+  `^(\\d{12})\\.dkr[.-]ecr(-fips)?\\.([a-z0-9][a-z0-9_-]*)\\.(${Object.keys(
+    REGISTRY_HOSTS.aws.partitions,
+  )
+    .map((suffix) => suffix.replaceAll('.', '\\.'))
+    .join('|')})$`,
+);
 
 /**
  * The registry host (with port) that `registryOrImage` names: input with a `/` is an image
@@ -150,30 +171,19 @@ function detectLowercaseHost(registry: string): ProviderMatch | undefined {
   const colon = registry.indexOf(':');
   const host = colon === -1 ? registry : registry.slice(0, colon);
 
-  // Cheapest test first: most hosts on the hot path are one of a few suffixes or none.
-  const last = host.charCodeAt(host.length - 1);
-  if (last === 0x6f /* o */) {
-    if (host === 'gcr.io' || host.endsWith('.gcr.io')) return { provider: 'gcp', registry };
-    if (host.endsWith('.azurecr.io')) return { provider: 'azure', registry };
-  } else if (last === 0x76 /* v */) {
-    if (host.endsWith(PKG_DEV)) {
-      const location = host.slice(0, -PKG_DEV.length);
-      if (isLabel(location)) return { provider: 'gcp', registry, region: location };
-    }
-  } else if (last === 0x72 /* r */) {
-    if (host === S3NS) return { provider: 'gcp', registry };
-    if (host.endsWith(`-${S3NS}`)) {
-      const location = host.slice(0, -S3NS.length - 1);
-      if (isLabel(location)) return { provider: 'gcp', registry, region: location };
-    }
-  } else if (
-    host.endsWith('.azurecr.cn') ||
-    host.endsWith('.azurecr.us') ||
-    host.endsWith('.azurecr.de')
-  ) {
+  const gcp = REGISTRY_HOSTS.gcp;
+  if (gcp.exact.some((h) => h === host) || gcp.subdomainOf.some((s) => isSubdomainOf(host, s))) {
+    return { provider: 'gcp', registry };
+  }
+  for (const suffix of gcp.locationPrefixed) {
+    const location = locationOf(host, suffix);
+    if (location !== undefined) return { provider: 'gcp', registry, region: location };
+  }
+  if (REGISTRY_HOSTS.azure.subdomainOf.some((s) => isSubdomainOf(host, s))) {
     return { provider: 'azure', registry };
   }
-  if (host === 'public.ecr.aws' || host === 'ecr-public.aws.com') {
+  const publicHost = (REGISTRY_HOSTS.aws.public as Record<string, { dualStack: boolean }>)[host];
+  if (publicHost !== undefined) {
     return {
       provider: 'aws',
       registry,
@@ -181,14 +191,14 @@ function detectLowercaseHost(registry: string): ProviderMatch | undefined {
       public: true,
       partition: 'aws',
       fips: false,
-      dualStack: host === 'ecr-public.aws.com',
+      dualStack: publicHost.dualStack,
     };
   }
   if (host.indexOf('.dkr') === 12) {
     const m = ECR_HOST.exec(host);
     if (m) {
       const [, accountId = '', fips, region = '', suffix = ''] = m;
-      const base = ECR_SUFFIX_PARTITION[suffix] ?? 'aws';
+      const base = (REGISTRY_HOSTS.aws.partitions as Record<string, AwsPartition>)[suffix] ?? 'aws';
       return {
         provider: 'aws',
         registry,
@@ -201,6 +211,23 @@ function detectLowercaseHost(registry: string): ProviderMatch | undefined {
     }
   }
   return undefined;
+}
+
+/** `host` is `<one or more labels>.<suffix>`. */
+function isSubdomainOf(host: string, suffix: string): boolean {
+  return (
+    host.length > suffix.length + 1 &&
+    host.endsWith(suffix) &&
+    host.charCodeAt(host.length - suffix.length - 1) === 0x2e
+  );
+}
+
+/** The location label of `<location>-<suffix>`, or undefined. */
+function locationOf(host: string, suffix: string): string | undefined {
+  if (host.length <= suffix.length + 1 || !host.endsWith(suffix)) return undefined;
+  if (host.charCodeAt(host.length - suffix.length - 1) !== 0x2d) return undefined;
+  const location = host.slice(0, -suffix.length - 1);
+  return isLabel(location) ? location : undefined;
 }
 
 function hasUpper(s: string): boolean {
