@@ -184,3 +184,46 @@ export function fetchVia(routes: Readonly<Record<string, StandIn>>): typeof fetc
     return fetch(new URL(`${url.pathname}${url.search}`, standIn.url), init);
   };
 }
+
+/**
+ * Azure IMDS managed identity tokens (`GET /metadata/identity/oauth2/token?resource=...`),
+ * reached through AZURE_POD_IDENTITY_AUTHORITY_HOST; like the real IMDS it refuses requests
+ * without `Metadata: true`. `client_id` selects a user-assigned identity.
+ */
+export async function startAzureImds(options: {
+  tenantId: string;
+  clientIds: readonly string[];
+}): Promise<StandIn> {
+  return startStandIn((req, res) => {
+    if (req.path.replace(/\/$/, '') !== '/metadata/identity/oauth2/token')
+      return json(res, 404, { error: 'not_found' });
+    if (req.headers.metadata !== 'true') {
+      return json(res, 400, {
+        error: 'invalid_request',
+        error_description: 'Required metadata header not specified',
+      });
+    }
+    const resource = req.url.searchParams.get('resource') ?? '';
+    const clientId = req.url.searchParams.get('client_id') ?? options.clientIds[0] ?? '';
+    if (!options.clientIds.includes(clientId)) {
+      return json(res, 400, { error: 'invalid_request', error_description: 'Identity not found' });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    return json(res, 200, {
+      access_token: unsignedJwt({
+        aud: resource,
+        tid: options.tenantId,
+        appid: clientId,
+        iat: now,
+        exp: now + 86_399,
+      }),
+      client_id: clientId,
+      expires_in: '86399',
+      expires_on: String(now + 86_399),
+      ext_expires_in: '86399',
+      not_before: String(now),
+      resource,
+      token_type: 'Bearer',
+    });
+  });
+}

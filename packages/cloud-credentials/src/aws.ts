@@ -204,7 +204,7 @@ function awsError(
     /Deserializ|Unexpected end of JSON|JSON/.test(String((err as Error)?.message))
   ) {
     code = 'INVALID_RESPONSE';
-    hint = 'AWS sent an answer that is not valid JSON';
+    hint = 'AWS sent an answer that could not be parsed';
   }
   return new CredentialsError(code, fields, hint, { cause: safeCause(err) });
 }
