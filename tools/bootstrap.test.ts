@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import {
   satisfies,
   wanted,
 } from './bootstrap.mjs';
+import { freePort } from './stand-ins/registry.js';
 
 const script = join(import.meta.dirname, 'bootstrap.mjs');
 const temps: string[] = [];
@@ -84,7 +84,7 @@ describe('npmNetworkDefaults', () => {
 
 describe('bootstrap.mjs', () => {
   it('fails with one clear line when the registry cannot be reached, leaving nothing behind', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'bootstrap-'));
     temps.push(dir);
     const run = spawnSync(process.execPath, [script, 'path'], {
@@ -137,13 +137,3 @@ describe('bootstrap.mjs', () => {
     expect(run.stderr).toMatch(/^usage:/);
   });
 });
-
-/** A loopback port nothing listens on: bind one, note it, close it. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}

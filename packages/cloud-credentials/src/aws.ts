@@ -83,7 +83,8 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
       registryIds: options.registryIds,
       endpoint: options.endpoint,
       publicEndpoint: options.publicEndpoint,
-      credentials: options.credentials === undefined ? 'default chain' : 'custom',
+      credentials: credentialIdentity(options.credentials),
+      requestHandler: options.requestHandler,
     }),
     cacheable: true,
     async fetch(target: CredentialTarget): Promise<RegistryCredentials> {
@@ -139,6 +140,17 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
       return decode(entry, fields);
     },
   };
+}
+
+/**
+ * What identifies AWS credentials: the keys of static ones (the SDK adds bookkeeping fields to
+ * the object it is given, so the object as a whole is not stable), a provider by object.
+ */
+function credentialIdentity(credentials: AwsSourceOptions['credentials']): unknown {
+  if (credentials === undefined) return 'default chain';
+  if (typeof credentials === 'function') return credentials;
+  const { accessKeyId, secretAccessKey, sessionToken } = credentials;
+  return { accessKeyId, secretAccessKey, sessionToken };
 }
 
 function decode(

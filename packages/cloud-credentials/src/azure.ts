@@ -79,7 +79,8 @@ export function createAzureSource(options: AzureSourceOptions = {}): CredentialS
       disableInstanceDiscovery: options.disableInstanceDiscovery,
       loginServer: options.loginServer,
       scope: options.scope,
-      custom: options.credential === undefined ? undefined : 'custom credential',
+      credential: options.credential,
+      fetch: options.fetch,
     }),
     cacheable: true,
     async fetch(target: CredentialTarget, signal?: AbortSignal): Promise<RegistryCredentials> {

@@ -54,7 +54,7 @@ export function createGcpSource(options: GcpSourceOptions = {}): CredentialSourc
       keyFile: options.keyFile,
       credentials: options.credentials,
       scopes: options.scopes,
-      custom: options.auth === undefined ? undefined : 'custom GoogleAuth',
+      auth: options.auth,
     }),
     cacheable: true,
     async fetch(target: CredentialTarget): Promise<RegistryCredentials> {

@@ -10,6 +10,7 @@ export type { CredentialsErrorCode } from './errors.js';
 export { CredentialsError } from './errors.js';
 export type { GcpSourceOptions } from './gcp.js';
 export { createGcpSource, GCP_REGISTRY_SCOPE } from './gcp.js';
+export { identityOf } from './identity.js';
 export type { AwsInstanceIdentityPassword, InstanceIdentityOptions } from './instance-identity.js';
 export { createInstanceIdentitySource, INSTANCE_IDENTITY_USERNAMES } from './instance-identity.js';
 export type { StaticSourceOptions } from './static.js';

@@ -15,6 +15,7 @@ import {
   type DockerConfigSourceOptions,
   type GcpSourceOptions,
   type InstanceIdentityOptions,
+  identityOf,
   type RegistryCredentials as SourceCredentials,
   type StaticSourceOptions,
 } from '@org/cloud-credentials';
@@ -214,7 +215,7 @@ export class RegistryAuth {
           ...this.#options.gcp,
           ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }),
         };
-        return this.#source('gcp', o, () => createGcpSource(o));
+        return this.#source('gcp', { keyFile: options.keyFile }, () => createGcpSource(o));
       }
       case 'aws': {
         const ids = mapping?.accountId !== undefined ? [mapping.accountId] : options.registryIds;
@@ -222,7 +223,7 @@ export class RegistryAuth {
           ...this.#options.aws,
           ...(ids === undefined ? {} : { registryIds: ids }),
         };
-        return this.#source('aws', o, () => createAwsSource(o));
+        return this.#source('aws', { registryIds: ids }, () => createAwsSource(o));
       }
       case 'azure': {
         const loginServer = mapping?.loginServer ?? options.loginServer;
@@ -234,14 +235,22 @@ export class RegistryAuth {
           ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
           ...(options.azureIdentity === undefined ? {} : { identity: options.azureIdentity }),
         };
-        return this.#source('azure', o, () => createAzureSource(o));
+        return this.#source(
+          'azure',
+          { loginServer, tenantId, clientId: options.clientId, identity: options.azureIdentity },
+          () => createAzureSource(o),
+        );
       }
     }
   }
 
-  /** One source per provider and options, so SDK clients and their token caches are reused. */
+  /**
+   * One source per provider and per-call options, so SDK clients and their token caches are
+   * reused. The instance-level SDK wiring is the same for every source of a kind, so only the
+   * per-call options (plain data) make the key.
+   */
   #source(kind: string, options: object, make: () => CredentialSource): CredentialSource {
-    const key = `${kind}|${stableKey(options)}`;
+    const key = identityOf(kind, options);
     let source = this.#sources.get(key);
     if (!source) {
       if (this.#sources.size >= SOURCES_MAX) this.#sources.clear();
@@ -289,33 +298,4 @@ function targetKey(target: CredentialTarget): string {
     target.public,
     target.registryValidationSkipped,
   ].join('|');
-}
-
-/** Options as a key: functions and objects that are not plain data count by identity. */
-const objectIds = new WeakMap<object, number>();
-let nextId = 0;
-function stableKey(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === 'function' || (typeof value === 'object' && !isPlain(value))) {
-    let id = objectIds.get(value as object);
-    if (id === undefined) {
-      id = ++nextId;
-      objectIds.set(value as object, id);
-    }
-    return `#${id}`;
-  }
-  if (Array.isArray(value)) return `[${value.map(stableKey).join(',')}]`;
-  if (typeof value === 'object') {
-    return `{${Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([k, v]) => `${k}:${stableKey(v)}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-function isPlain(value: object): boolean {
-  const proto = Object.getPrototypeOf(value);
-  return Array.isArray(value) || proto === Object.prototype || proto === null;
 }

@@ -21,6 +21,13 @@ let registry: DockerRegistry;
 let ecr: EcrStandIn;
 let image: OciImage;
 
+/** `skopeo <args>` against the test registry, with the shim configured by `configFile`. */
+function skopeo(configFile: string, ...args: string[]) {
+  return run('skopeo', [args[0] ?? '', '--authfile', join(dir, 'auth.json'), ...args.slice(1)], {
+    env: env(configFile),
+  });
+}
+
 /** Environment for skopeo: our shim (with this Node) first on PATH, AWS keys for the SDK chain. */
 function env(configFile: string): NodeJS.ProcessEnv {
   return {
@@ -69,6 +76,8 @@ afterAll(async () => {
 });
 
 describe('docker-credential-registry-auth with the real skopeo and docker-registry', () => {
+  const imageRef = () => `docker://${registry.host}/team/app:v1`;
+
   it('pulls with credentials the shim got from AWS ECR for a mapped gateway host', async () => {
     const configFile = join(dir, 'mapped.json');
     writeFileSync(
@@ -78,29 +87,14 @@ describe('docker-credential-registry-auth with the real skopeo and docker-regist
         aws: { endpoint: ecr.url, maxAttempts: 1 },
       }),
     );
-    const { stdout } = await run(
-      'skopeo',
-      [
-        'inspect',
-        '--tls-verify=false',
-        '--authfile',
-        join(dir, 'auth.json'),
-        `docker://${registry.host}/team/app:v1`,
-      ],
-      { env: env(configFile) },
-    );
+    const { stdout } = await skopeo(configFile, 'inspect', '--tls-verify=false', imageRef());
     expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
-    await run(
-      'skopeo',
-      [
-        'copy',
-        '--src-tls-verify=false',
-        '--authfile',
-        join(dir, 'auth.json'),
-        `docker://${registry.host}/team/app:v1`,
-        `dir:${join(dir, 'pulled')}`,
-      ],
-      { env: env(configFile) },
+    await skopeo(
+      configFile,
+      'copy',
+      '--src-tls-verify=false',
+      imageRef(),
+      `dir:${join(dir, 'pulled')}`,
     );
     const layer = image.layerDigests[0]?.slice(7) ?? '';
     expect(readFileSync(join(dir, 'pulled', layer))).toEqual(
@@ -115,17 +109,9 @@ describe('docker-credential-registry-auth with the real skopeo and docker-regist
   it('is refused by the registry when the shim has no credentials for it', async () => {
     const configFile = join(dir, 'empty.json');
     writeFileSync(configFile, JSON.stringify({}));
-    const err = await run(
-      'skopeo',
-      [
-        'inspect',
-        '--tls-verify=false',
-        '--authfile',
-        join(dir, 'auth.json'),
-        `docker://${registry.host}/team/app:v1`,
-      ],
-      { env: env(configFile) },
-    ).catch((e: { stderr: string }) => e);
+    const err = await skopeo(configFile, 'inspect', '--tls-verify=false', imageRef()).catch(
+      (e: { stderr: string }) => e,
+    );
     expect((err as { stderr: string }).stderr).toMatch(/unauthorized|authentication required/i);
   });
 });
