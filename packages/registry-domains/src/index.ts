@@ -16,6 +16,9 @@ export {
   parseImageReference,
   REFERENCE_MAX_LENGTH,
   TAG_MAX_LENGTH,
+  validateDigest,
+  validateRepositoryName,
+  validateTag,
 } from './reference.js';
 export type { RegistryValidationDefaults, RegistryValidationOptions } from './validation.js';
 export {

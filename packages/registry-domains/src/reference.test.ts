@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { type InvalidReferenceCode, InvalidReferenceError } from './errors.js';
-import { ImageReference, parseImageReference } from './reference.js';
+import {
+  ImageReference,
+  parseImageReference,
+  validateDigest,
+  validateRepositoryName,
+  validateTag,
+} from './reference.js';
 
 const H64 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const H128 = `${H64}${H64}`;
@@ -365,5 +371,30 @@ describe('parseImageReference', () => {
 
   it('rejects non-strings with a TypeError', () => {
     expect(() => parseImageReference(42 as unknown as string)).toThrow(TypeError);
+  });
+});
+
+describe('validateRepositoryName / validateTag / validateDigest', () => {
+  it.each([
+    ['team/app', undefined],
+    ['a', undefined],
+    ['team/../app', 'NAME_INVALID_COMPONENT'],
+    ['team%2Fapp', 'NAME_INVALID_COMPONENT'],
+    ['Team/app', 'NAME_CONTAINS_UPPERCASE'],
+    ['team//app', 'NAME_EMPTY_COMPONENT'],
+    ['', 'REFERENCE_EMPTY'],
+    ['a'.repeat(256), 'NAME_TOO_LONG'],
+  ])('name %j -> %s', (name, code) => {
+    if (code === undefined) expect(() => validateRepositoryName(name)).not.toThrow();
+    else expect(() => validateRepositoryName(name)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('checks tags and digests alone', () => {
+    expect(() => validateTag('v1.2.3')).not.toThrow();
+    expect(() => validateTag('-x')).toThrow(expect.objectContaining({ code: 'TAG_INVALID' }));
+    expect(() => validateDigest(`sha256:${H64}`)).not.toThrow();
+    expect(() => validateDigest('sha256:abc')).toThrow(
+      expect.objectContaining({ code: 'DIGEST_INVALID' }),
+    );
   });
 });

@@ -381,3 +381,39 @@ function explainRepository(input: string, start: number, end: number): never {
   }
   throw new Error('unreachable: an invalid path has an invalid component');
 }
+
+/**
+ * Checks a repository name on its own (the `<name>` of `/v2/<name>/...`): lowercase path
+ * components separated by `/`, at most {@link NAME_MAX_LENGTH} characters.
+ *
+ * @throws InvalidReferenceError (`NAME_*`, `REFERENCE_EMPTY`).
+ */
+export function validateRepositoryName(name: string): void {
+  if (typeof name !== 'string')
+    throw new TypeError(`repository name must be a string, got ${typeof name}`);
+  if (name.length === 0)
+    throw new InvalidReferenceError('REFERENCE_EMPTY', name, 'the repository name is empty');
+  checkRepository(name, 0, name.length, 0);
+}
+
+/**
+ * Checks a tag on its own: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ *
+ * @throws InvalidReferenceError (`TAG_INVALID`).
+ */
+export function validateTag(tag: string): void {
+  if (typeof tag !== 'string') throw new TypeError(`tag must be a string, got ${typeof tag}`);
+  checkTag(tag, 0, tag.length);
+}
+
+/**
+ * Checks a digest on its own: `sha256:` + 64, `sha384:` + 96, `sha512:` + 128 lowercase hex,
+ * other algorithms per the grammar.
+ *
+ * @throws InvalidReferenceError (`DIGEST_INVALID`).
+ */
+export function validateDigest(digest: string): void {
+  if (typeof digest !== 'string')
+    throw new TypeError(`digest must be a string, got ${typeof digest}`);
+  checkDigest(digest, 0, digest.length);
+}
