@@ -52,7 +52,8 @@ export function writeOciImage(
       '.',
     ]);
     const raw = readFileSync(tar);
-    const gz = execFileSync('gzip', ['-n', '-c', tar]);
+    execFileSync('gzip', ['-n', '-k', '-f', tar]);
+    const gz = readFileSync(`${tar}.gz`);
     return {
       mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
       diffId: sha256(raw),

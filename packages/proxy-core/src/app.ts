@@ -1,0 +1,335 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { type Context, Hono } from 'hono';
+import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from './config.js';
+import { RegistryError } from './errors.js';
+import { parseV2Path, route } from './route.js';
+
+const API_VERSION_HEADER = 'docker-distribution-api-version';
+const API_VERSION = 'registry/2.0';
+/** What we ask for when the client names no media type: every manifest kind we pass. */
+const DEFAULT_MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+/**
+ * Response headers passed from upstream to client. An allow-list, so hop-by-hop headers (RFC 9110
+ * §7.6.1: Connection, Keep-Alive, Transfer-Encoding, Upgrade, ...) and upstream auth challenges
+ * never leak through.
+ */
+const PASSED_HEADERS = [
+  'content-type',
+  'content-length',
+  'content-range',
+  'docker-content-digest',
+  'etag',
+  'accept-ranges',
+  'last-modified',
+  'cache-control',
+  'retry-after',
+  'oci-filters-applied',
+] as const;
+const ERROR_BODY_MAX = 64 * 1024;
+
+/**
+ * The pull side of the Docker Registry HTTP API v2 / OCI distribution-spec as a Hono app,
+ * in front of one or more upstream registries chosen by repository prefix.
+ *
+ * @example
+ * const app = createProxyApp({ upstreams: [{ name: 'hub', prefix: '', url: 'https://registry-1.docker.io', dockerHubLibrary: true }] });
+ * serve({ fetch: app.fetch, port: 5000 });
+ */
+export function createProxyApp(options: ProxyCoreOptions): Hono {
+  const upstreams = resolveUpstreams(options);
+  const doFetch = options.fetch ?? fetch;
+  const manifestMax = options.manifestMaxBytes ?? 4 * 1024 * 1024;
+  const timeoutMs = options.upstreamTimeoutMs ?? 30_000;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const e =
+      err instanceof RegistryError ? err : new RegistryError(500, 'UNKNOWN', 'internal error');
+    return c.json(e.toJSON(), e.status as 400, { [API_VERSION_HEADER]: API_VERSION });
+  });
+  app.notFound(() => {
+    throw new RegistryError(404, 'NAME_UNKNOWN', 'not a registry API path');
+  });
+
+  const send = async (
+    c: Context,
+    upstream: ResolvedUpstream,
+    path: string,
+    init: { method: string; headers: Record<string, string> },
+  ): Promise<Response> => {
+    const url = new URL(path, upstream.base);
+    const timer = new AbortController();
+    const timeout = setTimeout(() => timer.abort(), timeoutMs);
+    try {
+      return await doFetch(url, {
+        method: init.method,
+        headers: { 'user-agent': 'docker-registry-proxy', ...init.headers },
+        redirect: 'follow',
+        signal: AbortSignal.any([timer.signal, c.req.raw.signal]),
+      });
+    } catch (err) {
+      if (timer.signal.aborted) {
+        throw new RegistryError(
+          504,
+          'UNAVAILABLE',
+          `upstream ${upstream.name} did not answer within ${timeoutMs} ms`,
+        );
+      }
+      if (c.req.raw.signal.aborted) throw err;
+      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${upstream.name} is unreachable`);
+    } finally {
+      clearTimeout(timeout);
+    }
+  };
+
+  app.all('/v2', (c) => handle(c));
+  app.all('/v2/*', (c) => handle(c));
+
+  async function handle(c: Context): Promise<Response> {
+    const req = parseV2Path(requestPath(c));
+    const method = c.req.method;
+    const read = method === 'GET' || method === 'HEAD';
+    if (req.kind === 'ping') {
+      if (!read)
+        throw new RegistryError(405, 'UNSUPPORTED', 'the API version check takes GET or HEAD');
+      return c.json({}, 200, { [API_VERSION_HEADER]: API_VERSION });
+    }
+    if (req.kind === 'catalog')
+      throw new RegistryError(404, 'UNSUPPORTED', 'catalog listing is not enabled on this proxy');
+    if (req.kind === 'upload' || !read) {
+      throw new RegistryError(
+        405,
+        'UNSUPPORTED',
+        'this proxy serves pulls; pushing is not enabled',
+      );
+    }
+    const { upstream, upstreamName } = route(upstreams, req.name);
+    const passError = (res: Response) => upstreamError(res, upstream, upstreamName, req.name);
+
+    switch (req.kind) {
+      case 'manifest': {
+        const res = await send(c, upstream, `/v2/${upstreamName}/manifests/${req.reference}`, {
+          method,
+          headers: { accept: c.req.header('accept') ?? DEFAULT_MANIFEST_ACCEPT },
+        });
+        if (!res.ok) return passError(res);
+        const headers = passedHeaders(res);
+        if (method === 'HEAD') {
+          await res.body?.cancel();
+          return new Response(null, { status: 200, headers });
+        }
+        const body = await readCapped(res, manifestMax, upstream);
+        const computed = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+        if (req.digest) verifyDigest(req.reference, body, upstream);
+        const claimed = res.headers.get('docker-content-digest');
+        if (!req.digest && claimed?.startsWith('sha256:') && claimed !== computed) {
+          throw new RegistryError(
+            502,
+            'DIGEST_INVALID',
+            `upstream ${upstream.name} sent a manifest that does not match its Docker-Content-Digest`,
+          );
+        }
+        headers.set('docker-content-digest', req.digest ? req.reference : (claimed ?? computed));
+        headers.set('content-length', String(body.length));
+        return new Response(body, { status: 200, headers });
+      }
+      case 'blob': {
+        const range = c.req.header('range');
+        const res = await send(c, upstream, `/v2/${upstreamName}/blobs/${req.digest}`, {
+          method,
+          headers: range === undefined ? {} : { range },
+        });
+        if (!(res.ok || res.status === 416)) return passError(res);
+        if (method === 'HEAD') await res.body?.cancel();
+        return new Response(method === 'HEAD' ? null : res.body, {
+          status: res.status,
+          headers: passedHeaders(res),
+        });
+      }
+      case 'tags': {
+        const query = new URLSearchParams();
+        const n = c.req.query('n');
+        const last = c.req.query('last');
+        if (n !== undefined) {
+          if (!/^\d{1,6}$/.test(n))
+            throw new RegistryError(400, 'UNSUPPORTED', 'n must be a number of tags');
+          query.set('n', n);
+        }
+        if (last !== undefined) query.set('last', last);
+        const q = query.size > 0 ? `?${query}` : '';
+        const res = await send(c, upstream, `/v2/${upstreamName}/tags/list${q}`, {
+          method: 'GET',
+          headers: {},
+        });
+        if (!res.ok) return passError(res);
+        const list = JSON.parse(
+          (await readCapped(res, manifestMax, upstream)).toString('utf8'),
+        ) as { name?: string };
+        list.name = req.name;
+        const headers = new Headers({
+          [API_VERSION_HEADER]: API_VERSION,
+          'content-type': 'application/json',
+        });
+        const link = res.headers.get('link');
+        if (link) headers.set('link', rewriteLink(link, upstream, upstreamName, req.name));
+        const text = JSON.stringify(list);
+        return new Response(method === 'HEAD' ? null : text, { status: 200, headers });
+      }
+      case 'referrers': {
+        const artifactType = c.req.query('artifactType');
+        const q = artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType })}`;
+        const res = await send(c, upstream, `/v2/${upstreamName}/referrers/${req.digest}${q}`, {
+          method,
+          headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+        });
+        if (!res.ok) return passError(res);
+        if (method === 'HEAD') await res.body?.cancel();
+        return new Response(method === 'HEAD' ? null : res.body, {
+          status: 200,
+          headers: passedHeaders(res),
+        });
+      }
+    }
+  }
+
+  return app;
+}
+
+/**
+ * The request path exactly as the client sent it. WHATWG URL parsing (Hono's `c.req.url`)
+ * resolves `..` and `%2e%2e` segments, which must instead be refused; Node's IncomingMessage
+ * (present under @hono/node-server) still has the raw request target.
+ */
+function requestPath(c: Context): string {
+  const raw = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.url;
+  const target = raw ?? new URL(c.req.url).pathname;
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function passedHeaders(res: Response): Headers {
+  const headers = new Headers({ [API_VERSION_HEADER]: API_VERSION });
+  for (const name of PASSED_HEADERS) {
+    const value = res.headers.get(name);
+    if (value !== null) headers.set(name, value);
+  }
+  return headers;
+}
+
+async function readCapped(res: Response, max: number, upstream: ResolvedUpstream): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length'));
+  const tooLarge = () =>
+    new RegistryError(
+      502,
+      'MANIFEST_INVALID',
+      `upstream ${upstream.name} sent more than ${max} bytes where a manifest was expected`,
+    );
+  if (declared > max) {
+    await res.body?.cancel();
+    throw tooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body) {
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      if (size > max) {
+        await res.body.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(chunk);
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+function verifyDigest(digest: string, body: Buffer, upstream: ResolvedUpstream): void {
+  const [algorithm = '', hex = ''] = digest.split(':');
+  if (algorithm !== 'sha256' && algorithm !== 'sha512') {
+    throw new RegistryError(
+      400,
+      'UNSUPPORTED',
+      `digest algorithm ${algorithm} cannot be verified by this proxy`,
+    );
+  }
+  if (createHash(algorithm).update(body).digest('hex') !== hex) {
+    throw new RegistryError(
+      502,
+      'DIGEST_INVALID',
+      `upstream ${upstream.name} sent a manifest that does not match ${digest}`,
+    );
+  }
+}
+
+/** `Link: </v2/<upstream name>/tags/list?...>; rel="next"` back to the client's name, relative. */
+function rewriteLink(
+  link: string,
+  upstream: ResolvedUpstream,
+  upstreamName: string,
+  name: string,
+): string {
+  return link.replace(/<([^>]*)>/g, (whole, target: string) => {
+    let url: URL;
+    try {
+      url = new URL(target, upstream.base);
+    } catch {
+      return whole;
+    }
+    if (url.origin !== upstream.base.origin || !url.pathname.startsWith(`/v2/${upstreamName}/`))
+      return whole;
+    return `</v2/${name}/${url.pathname.slice(`/v2/${upstreamName}/`.length)}${url.search}>`;
+  });
+}
+
+/** An upstream's error as ours: OCI JSON kept (names rewritten), status kept, its auth challenge not. */
+async function upstreamError(
+  res: Response,
+  upstream: ResolvedUpstream,
+  upstreamName: string,
+  name: string,
+): Promise<Response> {
+  let text = '';
+  try {
+    text = (await readCapped(res, ERROR_BODY_MAX, upstream)).toString('utf8');
+  } catch {
+    text = '';
+  }
+  if (res.status === 401 || res.status === 403) {
+    throw new RegistryError(
+      502,
+      'UNAVAILABLE',
+      `upstream ${upstream.name} refused the proxy (${res.status}); its credentials are not configured or not accepted`,
+    );
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text.split(upstreamName).join(name));
+  } catch {
+    body = undefined;
+  }
+  const valid =
+    typeof body === 'object' &&
+    body !== null &&
+    Array.isArray((body as { errors?: unknown }).errors);
+  const headers = new Headers({
+    [API_VERSION_HEADER]: API_VERSION,
+    'content-type': 'application/json',
+  });
+  const retryAfter = res.headers.get('retry-after');
+  if (retryAfter) headers.set('retry-after', retryAfter);
+  const fallback = new RegistryError(
+    res.status,
+    res.status === 404 ? 'NAME_UNKNOWN' : 'UNKNOWN',
+    `upstream ${upstream.name} answered ${res.status}`,
+  );
+  return new Response(JSON.stringify(valid ? body : fallback.toJSON()), {
+    status: res.status,
+    headers,
+  });
+}

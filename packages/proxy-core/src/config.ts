@@ -1,0 +1,81 @@
+/** One upstream registry and the client path prefix that routes to it. */
+export interface UpstreamConfig {
+  /** Name for logs and metrics. */
+  readonly name: string;
+  /**
+   * Client path prefix, in repository components: `gcr` routes `gcr/team/app`; `""` routes
+   * everything (the longest matching prefix wins).
+   */
+  readonly prefix: string;
+  /** Upstream base URL, e.g. `https://europe-docker.pkg.dev` or `http://127.0.0.1:5001`. */
+  readonly url: string;
+  /** Prepended to the repository upstream: `acme-prod/images`. */
+  readonly repositoryPrefix?: string;
+  /** Single-component names gain `library/` (Docker Hub's official images). */
+  readonly dockerHubLibrary?: boolean;
+}
+
+export interface ProxyCoreOptions {
+  readonly upstreams: readonly UpstreamConfig[];
+  /** Largest manifest accepted from an upstream. Default 4 MiB. */
+  readonly manifestMaxBytes?: number;
+  /** How long to wait for an upstream's response headers. Default 30 s. */
+  readonly upstreamTimeoutMs?: number;
+  /** HTTP client for upstream requests. Default: the global `fetch`. */
+  readonly fetch?: typeof fetch;
+}
+
+export interface ResolvedUpstream extends UpstreamConfig {
+  readonly base: URL;
+  readonly repositoryPrefix: string;
+}
+
+const COMPONENTS =
+  /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+
+/**
+ * Checks the options and returns the upstreams sorted longest prefix first.
+ *
+ * @throws TypeError naming the option.
+ */
+export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUpstream[] {
+  if (!Array.isArray(options.upstreams) || options.upstreams.length === 0) {
+    throw new TypeError('upstreams: at least one upstream is needed');
+  }
+  const seen = new Set<string>();
+  const out = options.upstreams.map((u, i) => {
+    const where = `upstreams[${i}]`;
+    if (typeof u.name !== 'string' || u.name === '')
+      throw new TypeError(`${where}.name: a non-empty string`);
+    if (typeof u.prefix !== 'string' || (u.prefix !== '' && !COMPONENTS.test(u.prefix))) {
+      throw new TypeError(
+        `${where}.prefix: "" or lowercase repository components such as "gcr" or "team/mirror"`,
+      );
+    }
+    if (seen.has(u.prefix)) throw new TypeError(`${where}.prefix: "${u.prefix}" is used twice`);
+    seen.add(u.prefix);
+    let base: URL;
+    try {
+      base = new URL(u.url);
+    } catch {
+      throw new TypeError(`${where}.url: not a URL`);
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:')
+      throw new TypeError(`${where}.url: http or https`);
+    if (base.username || base.password)
+      throw new TypeError(`${where}.url: put credentials in credentials, not in the URL`);
+    const repositoryPrefix = u.repositoryPrefix ?? '';
+    if (repositoryPrefix !== '' && !COMPONENTS.test(repositoryPrefix)) {
+      throw new TypeError(`${where}.repositoryPrefix: lowercase repository components`);
+    }
+    return { ...u, base, repositoryPrefix };
+  });
+  for (const [option, value] of [
+    ['manifestMaxBytes', options.manifestMaxBytes],
+    ['upstreamTimeoutMs', options.upstreamTimeoutMs],
+  ] as const) {
+    if (value !== undefined && !(Number.isInteger(value) && value > 0))
+      throw new TypeError(`${option}: a positive integer`);
+  }
+  return out.sort((a, b) => b.prefix.length - a.prefix.length);
+}

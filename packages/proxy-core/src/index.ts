@@ -1,0 +1,6 @@
+export { createProxyApp } from './app.js';
+export type { ProxyCoreOptions, UpstreamConfig } from './config.js';
+export type { OciErrorCode } from './errors.js';
+export { RegistryError } from './errors.js';
+export type { V2Request } from './route.js';
+export { parseV2Path } from './route.js';
