@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { CredentialsError, RegistryAuth, RegistryValidationError } from '@org/registry-auth';
 import { type Context, Hono } from 'hono';
 import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from './config.js';
 import { RegistryError } from './errors.js';
-import { parseV2Path, route } from './route.js';
+import { parseV2Path, type Routed, route } from './route.js';
+import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
 const API_VERSION_HEADER = 'docker-distribution-api-version';
 const API_VERSION = 'registry/2.0';
@@ -32,6 +34,7 @@ const PASSED_HEADERS = [
   'oci-filters-applied',
 ] as const;
 const ERROR_BODY_MAX = 64 * 1024;
+const MAX_REDIRECTS = 5;
 
 /**
  * The pull side of the Docker Registry HTTP API v2 / OCI distribution-spec as a Hono app,
@@ -57,23 +60,68 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     throw new RegistryError(404, 'NAME_UNKNOWN', 'not a registry API path');
   });
 
-  const send = async (
+  const now = options.now ?? Date.now;
+  const registryAuth = options.registryAuth ?? new RegistryAuth();
+  const auths = new Map(
+    upstreams.map((u) => [
+      u.name,
+      new UpstreamAuth({
+        upstream: u,
+        credentials: credentialsFor(u, registryAuth),
+        fetch: doFetch,
+        now,
+      }),
+    ]),
+  );
+
+  /** One upstream request: redirects followed here, credentials only to the upstream's origin. */
+  const once = async (
     c: Context,
     upstream: ResolvedUpstream,
-    path: string,
+    url: URL,
     init: { method: string; headers: Record<string, string> },
-  ): Promise<Response> => {
-    const url = new URL(path, upstream.base);
+    authorization: string | undefined,
+  ) => {
     const timer = new AbortController();
     const timeout = setTimeout(() => timer.abort(), timeoutMs);
+    const signal = AbortSignal.any([timer.signal, c.req.raw.signal]);
     try {
-      return await doFetch(url, {
-        method: init.method,
-        headers: { 'user-agent': 'docker-registry-proxy', ...init.headers },
-        redirect: 'follow',
-        signal: AbortSignal.any([timer.signal, c.req.raw.signal]),
-      });
+      let target = url;
+      for (let hop = 0; ; hop++) {
+        const sameOrigin = target.origin === upstream.base.origin;
+        const res = await doFetch(target, {
+          method: init.method,
+          headers: {
+            'user-agent': 'docker-registry-proxy',
+            ...init.headers,
+            ...(authorization !== undefined && sameOrigin ? { authorization } : {}),
+          },
+          redirect: 'manual',
+          signal,
+        });
+        const location =
+          res.status >= 301 && res.status <= 308 && res.status !== 304
+            ? res.headers.get('location')
+            : null;
+        if (location === null) return res;
+        await res.body?.cancel();
+        if (hop >= MAX_REDIRECTS)
+          throw new RegistryError(
+            502,
+            'UNAVAILABLE',
+            `upstream ${upstream.name} redirected too often`,
+          );
+        target = new URL(location, target);
+        if (target.protocol !== 'https:' && target.protocol !== 'http:') {
+          throw new RegistryError(
+            502,
+            'UNAVAILABLE',
+            `upstream ${upstream.name} redirected to an unsupported URL`,
+          );
+        }
+      }
     } catch (err) {
+      if (err instanceof RegistryError) throw err;
       if (timer.signal.aborted) {
         throw new RegistryError(
           504,
@@ -86,6 +134,29 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     } finally {
       clearTimeout(timeout);
     }
+  };
+
+  /** A request to the routed upstream, authenticated as its challenges ask (one retry on 401). */
+  const send = async (
+    c: Context,
+    routed: Routed,
+    path: string,
+    init: { method: string; headers: Record<string, string> },
+  ): Promise<Response> => {
+    const { upstream, upstreamName } = routed;
+    const auth = auths.get(upstream.name) as UpstreamAuth;
+    const scope = `repository:${upstreamName}:pull`;
+    const url = new URL(path, upstream.base);
+    let authorization = auth.cached(scope);
+    let res = await once(c, upstream, url, init, authorization);
+    if (res.status === 401) {
+      await res.body?.cancel();
+      const refused = authorization;
+      if (refused !== undefined) auth.invalidate(scope);
+      authorization = await auth.authorize(res, scope, refused);
+      res = await once(c, upstream, url, init, authorization);
+    }
+    return res;
   };
 
   app.all('/v2', (c) => handle(c));
@@ -109,12 +180,13 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         'this proxy serves pulls; pushing is not enabled',
       );
     }
-    const { upstream, upstreamName } = route(upstreams, req.name);
+    const routed = route(upstreams, req.name);
+    const { upstream, upstreamName } = routed;
     const passError = (res: Response) => upstreamError(res, upstream, upstreamName, req.name);
 
     switch (req.kind) {
       case 'manifest': {
-        const res = await send(c, upstream, `/v2/${upstreamName}/manifests/${req.reference}`, {
+        const res = await send(c, routed, `/v2/${upstreamName}/manifests/${req.reference}`, {
           method,
           headers: { accept: c.req.header('accept') ?? DEFAULT_MANIFEST_ACCEPT },
         });
@@ -141,7 +213,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       }
       case 'blob': {
         const range = c.req.header('range');
-        const res = await send(c, upstream, `/v2/${upstreamName}/blobs/${req.digest}`, {
+        const res = await send(c, routed, `/v2/${upstreamName}/blobs/${req.digest}`, {
           method,
           headers: range === undefined ? {} : { range },
         });
@@ -163,7 +235,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         }
         if (last !== undefined) query.set('last', last);
         const q = query.size > 0 ? `?${query}` : '';
-        const res = await send(c, upstream, `/v2/${upstreamName}/tags/list${q}`, {
+        const res = await send(c, routed, `/v2/${upstreamName}/tags/list${q}`, {
           method: 'GET',
           headers: {},
         });
@@ -184,7 +256,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       case 'referrers': {
         const artifactType = c.req.query('artifactType');
         const q = artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType })}`;
-        const res = await send(c, upstream, `/v2/${upstreamName}/referrers/${req.digest}${q}`, {
+        const res = await send(c, routed, `/v2/${upstreamName}/referrers/${req.digest}${q}`, {
           method,
           headers: { accept: 'application/vnd.oci.image.index.v1+json' },
         });
@@ -211,6 +283,27 @@ function requestPath(c: Context): string {
   const target = raw ?? new URL(c.req.url).pathname;
   const q = target.indexOf('?');
   return q === -1 ? target : target.slice(0, q);
+}
+
+/** Credentials for an upstream from its config, through @org/registry-auth, errors mapped. */
+function credentialsFor(upstream: ResolvedUpstream, auth: RegistryAuth): UpstreamCredentials {
+  const config = upstream.credentials;
+  if (config === undefined || config.provider === 'none') return async () => undefined;
+  return async () => {
+    try {
+      const creds = await auth.getCredentials(upstream.base.host, config);
+      return { username: creds.username, password: creds.password };
+    } catch (err) {
+      if (err instanceof CredentialsError || err instanceof RegistryValidationError) {
+        throw new RegistryError(
+          502,
+          'UNAVAILABLE',
+          `no credentials for upstream ${upstream.name}: ${err.message}`,
+        );
+      }
+      throw err;
+    }
+  };
 }
 
 function passedHeaders(res: Response): Headers {

@@ -1,3 +1,10 @@
+import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-auth';
+
+/** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
+export type UpstreamCredentialsConfig =
+  | { readonly provider: 'none' }
+  | GetRegistryCredentialsOptions;
+
 /** One upstream registry and the client path prefix that routes to it. */
 export interface UpstreamConfig {
   /** Name for logs and metrics. */
@@ -13,6 +20,8 @@ export interface UpstreamConfig {
   readonly repositoryPrefix?: string;
   /** Single-component names gain `library/` (Docker Hub's official images). */
   readonly dockerHubLibrary?: boolean;
+  /** Credentials for the upstream. Default `{ provider: 'none' }` (anonymous, token flow included). */
+  readonly credentials?: UpstreamCredentialsConfig;
 }
 
 export interface ProxyCoreOptions {
@@ -23,6 +32,10 @@ export interface ProxyCoreOptions {
   readonly upstreamTimeoutMs?: number;
   /** HTTP client for upstream requests. Default: the global `fetch`. */
   readonly fetch?: typeof fetch;
+  /** Where upstream credentials come from. Default: a new RegistryAuth. */
+  readonly registryAuth?: RegistryAuth;
+  /** Clock in milliseconds. Default `Date.now`. */
+  readonly now?: () => number;
 }
 
 export interface ResolvedUpstream extends UpstreamConfig {
