@@ -1,0 +1,96 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, checkConfig, coreOptions, EMBEDDED_DEFAULT, loadConfig } from './config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'proxy-config-'));
+
+describe('config', () => {
+  it('loads the YAML shape from ARCHITECTURE.md, and JSON', () => {
+    const yaml = join(dir, 'c.yaml');
+    writeFileSync(
+      yaml,
+      [
+        'server: { listen: "127.0.0.1:5000", publicUrl: "http://127.0.0.1:5000" }',
+        'upstreams:',
+        '  - name: main',
+        '    prefix: ""',
+        '    url: http://127.0.0.1:5001',
+        '    repositoryPrefix: ""',
+        '    credentials: { provider: none }',
+        '  - name: gcr',
+        '    prefix: gcr',
+        '    url: https://europe-docker.pkg.dev',
+        '    repositoryPrefix: acme-prod/images',
+        '    credentials: { provider: gcp }',
+        'blobs: { mode: stream }',
+      ].join('\n'),
+    );
+    const config = loadConfig(yaml);
+    expect(coreOptions(config).upstreams.map((u) => u.name)).toEqual(['main', 'gcr']);
+    const json = join(dir, 'c.json');
+    writeFileSync(
+      json,
+      JSON.stringify({ upstreams: [{ name: 'x', prefix: '', url: 'https://r.example.com' }] }),
+    );
+    expect(loadConfig(json).upstreams).toHaveLength(1);
+  });
+
+  it('accepts its embedded default', () => {
+    expect(checkConfig(EMBEDDED_DEFAULT, 'default')).toEqual(EMBEDDED_DEFAULT);
+  });
+
+  it('lists every problem with its path, in one message', () => {
+    let message = '';
+    try {
+      checkConfig(
+        {
+          server: { listen: 'nowhere' },
+          upstreams: [
+            {
+              name: '',
+              prefix: '',
+              url: 'ftp://x',
+              credentials: { provider: 'gcp', keyFil: 'typo' },
+            },
+          ],
+          extra: true,
+        },
+        'test.yaml',
+      );
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/^invalid config test\.yaml: /);
+    for (const path of [
+      'server.listen',
+      'upstreams.0.name',
+      'upstreams.0.url',
+      'upstreams.0.credentials',
+      '(root)',
+    ]) {
+      expect(message).toContain(path);
+    }
+    expect(message.includes('\n')).toBe(false);
+  });
+
+  it('refuses an auth section rather than start without the authentication it asks for', () => {
+    expect(() =>
+      checkConfig(
+        {
+          auth: { plugins: [] },
+          upstreams: [{ name: 'a', prefix: '', url: 'https://r.example.com' }],
+        },
+        'c',
+      ),
+    ).toThrow(/auth: client authentication is not available/);
+  });
+
+  it('names an unreadable or unparsable file', () => {
+    expect(() => loadConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read config .*ENOENT/);
+    writeFileSync(join(dir, 'bad.yaml'), 'upstreams: [ {');
+    expect(() => loadConfig(join(dir, 'bad.yaml'))).toThrow(/is not YAML or JSON/);
+  });
+});

@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import type { ProxyCoreOptions } from '@org/proxy-core';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(
+    /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$/,
+    'a HOST:PORT such as 127.0.0.1:5000 or :5000',
+  );
+
+const common = { skipRegistryValidation: z.boolean().optional(), region: z.string().optional() };
+const credentials = z.discriminatedUnion('provider', [
+  z.object({ provider: z.literal('none') }).strict(),
+  z
+    .object({
+      provider: z.literal('static'),
+      username: z.string().optional(),
+      usernameFile: z.string().optional(),
+      password: z.string().optional(),
+      passwordFile: z.string().optional(),
+    })
+    .strict(),
+  z.object({ provider: z.literal('gcp'), keyFile: z.string().optional(), ...common }).strict(),
+  z
+    .object({ provider: z.literal('aws'), registryIds: z.array(z.string()).optional(), ...common })
+    .strict(),
+  z
+    .object({
+      provider: z.literal('azure'),
+      loginServer: z.string().optional(),
+      tenantId: z.string().optional(),
+      clientId: z.string().optional(),
+      azureIdentity: z.enum(['default', 'workload-identity', 'managed-identity']).optional(),
+      ...common,
+    })
+    .strict(),
+  z.object({ provider: z.literal('docker-config'), configFile: z.string() }).strict(),
+]);
+
+const upstream = z
+  .object({
+    name: z.string().min(1),
+    prefix: z.string(),
+    url: z.url({ protocol: /^https?$/ }),
+    repositoryPrefix: z.string().optional(),
+    dockerHubLibrary: z.boolean().optional(),
+    credentials: credentials.optional(),
+  })
+  .strict();
+
+/** The config file (YAML or JSON), as ARCHITECTURE.md gives it. */
+export const configSchema = z
+  .object({
+    server: z
+      .object({ listen: hostPort.optional(), publicUrl: z.url().optional() })
+      .strict()
+      .optional(),
+    auth: z.unknown().optional(),
+    upstreams: z.array(upstream).min(1),
+    blobs: z
+      .object({ mode: z.enum(['stream', 'redirect']) })
+      .strict()
+      .optional(),
+    manifestMaxBytes: z.number().int().positive().optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.auth !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth'],
+        message:
+          'client authentication is not available in this version yet; refusing to start rather than serve without it',
+      });
+    }
+    if (c.blobs?.mode === 'redirect') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['blobs', 'mode'],
+        message: 'redirect mode is not available in this version yet; use stream',
+      });
+    }
+  });
+
+export type ProxyConfig = z.infer<typeof configSchema>;
+
+/** With no config: Docker Hub, anonymously, on 127.0.0.1:5000 (`alpine` is `library/alpine`). */
+export const EMBEDDED_DEFAULT: ProxyConfig = {
+  server: { listen: '127.0.0.1:5000' },
+  upstreams: [
+    { name: 'docker-hub', prefix: '', url: 'https://registry-1.docker.io', dockerHubLibrary: true },
+  ],
+};
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Reads and checks a config file (YAML; JSON is YAML too). Every problem is listed with its
+ * path in one message.
+ *
+ * @throws ConfigError
+ */
+export function loadConfig(file: string): ProxyConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(
+      `config ${file} is not YAML or JSON: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  return checkConfig(raw, file);
+}
+
+export function checkConfig(raw: unknown, source: string): ProxyConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issues = result.error.issues.map(
+      (i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid config ${source}: ${issues.join('; ')}`);
+  }
+  return result.data;
+}
+
+/** The proxy-core options a config describes. */
+export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
+  type Upstream = ProxyCoreOptions['upstreams'][number];
+  const upstreams = config.upstreams.map(
+    (u): Upstream => ({
+      name: u.name,
+      prefix: u.prefix,
+      url: u.url,
+      ...(u.repositoryPrefix === undefined ? {} : { repositoryPrefix: u.repositoryPrefix }),
+      ...(u.dockerHubLibrary === undefined ? {} : { dockerHubLibrary: u.dockerHubLibrary }),
+      // zod's optional fields are `T | undefined`; the values are the schema-checked ones.
+      ...(u.credentials === undefined
+        ? {}
+        : { credentials: u.credentials as NonNullable<Upstream['credentials']> }),
+    }),
+  );
+  return {
+    upstreams,
+    ...(config.manifestMaxBytes === undefined ? {} : { manifestMaxBytes: config.manifestMaxBytes }),
+  };
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+/**
+ * registry-proxy: parses arguments and config, wires @org/proxy-core onto @hono/node-server,
+ * and shuts down gracefully. Logic lives in packages.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { createProxyApp } from '@org/proxy-core';
+import {
+  setRegistryValidationDefaults,
+  skipRegistryValidationFromEnv,
+} from '@org/registry-domains';
+import { Hono } from 'hono';
+import {
+  ConfigError,
+  coreOptions,
+  EMBEDDED_DEFAULT,
+  loadConfig,
+  type ProxyConfig,
+} from './config.js';
+
+const USAGE = `usage: registry-proxy serve [--config FILE] [--listen HOST:PORT] [--skip-registry-validation]
+       registry-proxy --help
+
+  serve                       run the proxy; without --config, proxy Docker Hub anonymously
+  --config FILE               YAML or JSON config (see the README)
+  --listen HOST:PORT          address to listen on (overrides server.listen; default 127.0.0.1:5000)
+  --skip-registry-validation  accept any host for cloud credentials (SKIP_REGISTRY_VALIDATION=true too);
+                              cloud credentials are then sent to that host
+`;
+
+function log(level: string, msg: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(
+    `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`,
+  );
+}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`registry-proxy: ${message}\n`);
+  process.exit(code);
+}
+
+function parseArgs(argv: string[]): { config?: string; listen?: string; skip: boolean } {
+  const [command, ...rest] = argv;
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  if (command !== 'serve')
+    fail(`unknown command ${JSON.stringify(command ?? '')}; try registry-proxy --help`, 2);
+  const out: { config?: string; listen?: string; skip: boolean } = { skip: false };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i] ?? '';
+    const [flag, inline] = arg.includes('=')
+      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+      : [arg, undefined];
+    const value = () => inline ?? rest[++i] ?? fail(`${flag} needs a value`, 2);
+    if (flag === '--config') out.config = value();
+    else if (flag === '--listen') out.listen = value();
+    else if (flag === '--skip-registry-validation') out.skip = true;
+    else fail(`unknown option ${JSON.stringify(arg)}; try registry-proxy --help`, 2);
+  }
+  return out;
+}
+
+function main(): void {
+  const args = parseArgs(process.argv.slice(2));
+  let config: ProxyConfig;
+  try {
+    config = args.config ? loadConfig(args.config) : EMBEDDED_DEFAULT;
+    setRegistryValidationDefaults({
+      skipRegistryValidation: args.skip || skipRegistryValidationFromEnv(process.env),
+    });
+  } catch (err) {
+    fail(err instanceof ConfigError || err instanceof TypeError ? err.message : String(err));
+  }
+  const listen = args.listen ?? config.server?.listen ?? '127.0.0.1:5000';
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
+  if (!m) fail(`--listen ${JSON.stringify(listen)} is not HOST:PORT`, 2);
+  const hostname = m[1] ?? (m[2] || '0.0.0.0');
+  const port = Number(m[3]);
+
+  let proxy: Hono;
+  try {
+    proxy = createProxyApp(coreOptions(config));
+  } catch (err) {
+    fail(`invalid config: ${(err as Error).message}`);
+  }
+  const app = new Hono();
+  app.get('/healthz', (c) => c.text('ok'));
+  app.get('/readyz', (c) => c.text('ready'));
+  app.route('/', proxy);
+
+  const server = serve({ fetch: app.fetch, hostname, port }, (info: AddressInfo) => {
+    const address =
+      info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
+    log('info', 'listening', {
+      address,
+      upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url })),
+    });
+    if (!args.config)
+      log('info', `no --config: proxying Docker Hub anonymously (docker pull ${address}/alpine)`);
+  });
+  const http = server as Server;
+  http.on('error', (err: NodeJS.ErrnoException) =>
+    fail(`cannot listen on ${listen}: ${err.code ?? err.message}`),
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('info', 'shutting down', { signal });
+    // Finish in-flight requests (streams included), bounded.
+    const force = setTimeout(() => {
+      log('warn', 'shutdown timed out; closing connections');
+      http.closeAllConnections();
+      process.exit(0);
+    }, 25_000);
+    force.unref();
+    http.close(() => process.exit(0));
+    http.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main();

@@ -1,0 +1,99 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import {
+  type DockerRegistry,
+  type OciImage,
+  startDockerRegistry,
+  writeOciImage,
+} from '@org/tools/stand-ins';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const main = join(import.meta.dirname, '..', 'dist', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-bin-'));
+let registry: DockerRegistry;
+let image: OciImage;
+
+beforeAll(async () => {
+  registry = await startDockerRegistry();
+  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'from the binary test\n' }]);
+  await run('skopeo', [
+    'copy',
+    '--dest-tls-verify=false',
+    image.ref,
+    `docker://${registry.host}/acme/app:v1`,
+  ]);
+}, 60_000);
+afterAll(async () => {
+  await registry?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts the built binary and waits for its "listening" log line. */
+async function start(args: string[]): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  for await (const line of lines) {
+    const entry = JSON.parse(line) as { msg: string; address?: string };
+    if (entry.msg === 'listening' && entry.address) return { child, address: entry.address };
+  }
+  throw new Error('registry-proxy exited before listening');
+}
+
+describe('registry-proxy (the built binary)', () => {
+  it('serves a config file: skopeo pulls through it, health answers, SIGTERM stops it cleanly', async () => {
+    const config = join(dir, 'proxy.yaml');
+    writeFileSync(
+      config,
+      `upstreams:\n  - { name: local, prefix: mirror, url: "${registry.url}", repositoryPrefix: acme }\n`,
+    );
+    const { child, address } = await start([
+      'serve',
+      '--config',
+      config,
+      '--listen',
+      '127.0.0.1:0',
+    ]);
+    try {
+      const { stdout } = await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        `docker://${address}/mirror/app:v1`,
+      ]);
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+      expect(await (await fetch(`http://${address}/healthz`)).text()).toBe('ok');
+      expect((await fetch(`http://${address}/readyz`)).status).toBe(200);
+    } finally {
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+  });
+
+  it('refuses a bad config with one line listing every problem, exit 1', async () => {
+    const config = join(dir, 'bad.yaml');
+    writeFileSync(config, 'upstreams:\n  - { name: "", prefix: "", url: "ftp://x" }\nbogus: 1\n');
+    const err = (await run(process.execPath, [main, 'serve', '--config', config]).catch(
+      (e: unknown) => e,
+    )) as { code: number; stderr: string };
+    expect(err.code).toBe(1);
+    expect(err.stderr.trim().split('\n')).toHaveLength(1);
+    expect(err.stderr).toMatch(
+      /^registry-proxy: invalid config .*upstreams\.0\.name.*upstreams\.0\.url.*bogus/,
+    );
+  });
+
+  it('prints usage for --help and refuses unknown options with exit 2', async () => {
+    const { stdout } = await run(process.execPath, [main, '--help']);
+    expect(stdout).toMatch(/^usage: registry-proxy serve/);
+    const err = (await run(process.execPath, [main, 'serve', '--nope']).catch(
+      (e: unknown) => e,
+    )) as { code: number; stderr: string };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toBe('registry-proxy: unknown option "--nope"; try registry-proxy --help\n');
+  });
+});

@@ -1,0 +1,9 @@
+import { defineConfig } from 'vitest/config';
+import { projectConfig } from '../../tools/vitest/preset.mjs';
+
+export default defineConfig(
+  projectConfig(import.meta.url, {
+    // A throwaway CA for the TLS stand-ins, trusted by the workers through NODE_EXTRA_CA_CERTS.
+    globalSetup: ['../../tools/stand-ins/tls-global-setup.ts'],
+  }),
+);
