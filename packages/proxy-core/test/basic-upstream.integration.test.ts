@@ -1,10 +1,8 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type ServerType, serve } from '@hono/node-server';
 import {
   type DockerRegistry,
   type OciImage,
@@ -13,12 +11,13 @@ import {
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProxyApp, type ProxyCoreOptions } from '../src/index.js';
+import { serveOnLoopback } from './serve.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'proxy-basic-'));
 let registry: DockerRegistry;
 let image: OciImage;
-const servers: ServerType[] = [];
+const closers: Array<() => Promise<void>> = [];
 
 async function proxyFor(
   credentials: ProxyCoreOptions['upstreams'][number]['credentials'],
@@ -28,10 +27,9 @@ async function proxyFor(
       { name: 'htpasswd', prefix: '', url: registry.url, ...(credentials ? { credentials } : {}) },
     ],
   });
-  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-  servers.push(server);
-  await new Promise((r) => server.once('listening', r));
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { host, close } = await serveOnLoopback(app);
+  closers.push(close);
+  return host;
 }
 
 beforeAll(async () => {
@@ -50,7 +48,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const s of servers) await new Promise((r) => s.close(r));
+  for (const close of closers) await close();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -2,11 +2,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type ServerType, serve } from '@hono/node-server';
 import {
   type DockerRegistry,
   type OciImage,
@@ -15,11 +13,12 @@ import {
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProxyApp } from '../src/index.js';
+import { serveOnLoopback } from './serve.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'proxy-skopeo-'));
 let registry: DockerRegistry;
-let server: ServerType;
+let closeProxy: (() => Promise<void>) | undefined;
 let proxy: string;
 let image: OciImage;
 
@@ -44,13 +43,13 @@ beforeAll(async () => {
       { name: 'mirror', prefix: 'mirror', url: registry.url, repositoryPrefix: 'team' },
     ],
   });
-  server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((r) => server.once('listening', r));
-  proxy = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const served = await serveOnLoopback(app);
+  proxy = served.host;
+  closeProxy = served.close;
 }, 120_000);
 
 afterAll(async () => {
-  if (server) await new Promise((r) => server.close(r));
+  await closeProxy?.();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
 });
