@@ -229,3 +229,34 @@ describe('createProxyApp', () => {
     expect(slow.status).toBe(504);
   });
 });
+
+describe('routing by Host and containerd ns', () => {
+  const routed = () =>
+    createProxyApp({
+      upstreams: [
+        { name: 'nowhere', prefix: '', url: 'http://127.0.0.1:9' },
+        {
+          name: 'vanity',
+          prefix: '',
+          url: upstream.url,
+          repositoryPrefix: 'up',
+          hosts: ['vanity.example.com'],
+        },
+        { name: 'mirror', prefix: '', url: upstream.url, ns: ['registry.example.org'] },
+      ],
+    });
+
+  it('picks the upstream by the Host header', async () => {
+    const res = await routed().request('/v2/team/app/manifests/v1', {
+      headers: { host: 'vanity.example.com' },
+    });
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0]?.path).toBe('/v2/up/team/app/manifests/v1');
+  });
+
+  it("picks the upstream by containerd's ns parameter, and does not forward it", async () => {
+    const res = await routed().request('/v2/up/team/app/manifests/v1?ns=registry.example.org');
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0]?.url.search).toBe('');
+  });
+});

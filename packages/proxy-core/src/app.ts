@@ -180,7 +180,10 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         'this proxy serves pulls; pushing is not enabled',
       );
     }
-    const routed = route(upstreams, req.name);
+    const routed = route(upstreams, req.name, {
+      host: c.req.header('host'),
+      ns: c.req.query('ns'),
+    });
     const { upstream, upstreamName } = routed;
     const passError = (res: Response) => upstreamError(res, upstream, upstreamName, req.name);
 

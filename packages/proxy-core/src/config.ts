@@ -22,6 +22,16 @@ export interface UpstreamConfig {
   readonly dockerHubLibrary?: boolean;
   /** Credentials for the upstream. Default `{ provider: 'none' }` (anonymous, token flow included). */
   readonly credentials?: UpstreamCredentialsConfig;
+  /**
+   * Request `Host` names this upstream answers for (vanity domains: `gcr.example.com`), with or
+   * without port. Absent: any host.
+   */
+  readonly hosts?: readonly string[];
+  /**
+   * Registries this upstream mirrors for containerd, which names the registry it wants in an
+   * `ns=<registry>` query parameter on mirror requests (`docker.io`, `gcr.io`). Absent: any.
+   */
+  readonly ns?: readonly string[];
 }
 
 export interface ProxyCoreOptions {
@@ -41,8 +51,11 @@ export interface ProxyCoreOptions {
 export interface ResolvedUpstream extends UpstreamConfig {
   readonly base: URL;
   readonly repositoryPrefix: string;
+  /** How many of `hosts` / `ns` it constrains on: more specific upstreams are tried first. */
+  readonly specificity: number;
 }
 
+const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i;
 const COMPONENTS =
   /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
@@ -65,8 +78,21 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
         `${where}.prefix: "" or lowercase repository components such as "gcr" or "team/mirror"`,
       );
     }
-    if (seen.has(u.prefix)) throw new TypeError(`${where}.prefix: "${u.prefix}" is used twice`);
-    seen.add(u.prefix);
+    for (const field of ['hosts', 'ns'] as const) {
+      const list = u[field];
+      if (
+        list !== undefined &&
+        (!Array.isArray(list) ||
+          list.length === 0 ||
+          list.some((h) => typeof h !== 'string' || !HOST.test(h)))
+      ) {
+        throw new TypeError(`${where}.${field}: a non-empty list of host[:port] names`);
+      }
+    }
+    const key = `${u.prefix}|${[...(u.hosts ?? [])].sort().join(',')}|${[...(u.ns ?? [])].sort().join(',')}`;
+    if (seen.has(key))
+      throw new TypeError(`${where}.prefix: "${u.prefix}" is used twice for the same hosts and ns`);
+    seen.add(key);
     let base: URL;
     try {
       base = new URL(u.url);
@@ -81,7 +107,8 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     if (repositoryPrefix !== '' && !COMPONENTS.test(repositoryPrefix)) {
       throw new TypeError(`${where}.repositoryPrefix: lowercase repository components`);
     }
-    return { ...u, base, repositoryPrefix };
+    const specificity = (u.hosts ? 1 : 0) + (u.ns ? 1 : 0);
+    return { ...u, base, repositoryPrefix, specificity };
   });
   for (const [option, value] of [
     ['manifestMaxBytes', options.manifestMaxBytes],
@@ -90,5 +117,5 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     if (value !== undefined && !(Number.isInteger(value) && value > 0))
       throw new TypeError(`${option}: a positive integer`);
   }
-  return out.sort((a, b) => b.prefix.length - a.prefix.length);
+  return out.sort((a, b) => b.specificity - a.specificity || b.prefix.length - a.prefix.length);
 }

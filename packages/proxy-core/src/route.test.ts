@@ -119,3 +119,48 @@ describe('route', () => {
     expect(() => resolveUpstreams(options as never)).toThrow(message);
   });
 });
+
+describe('route by Host and containerd ns', () => {
+  const upstreams = resolveUpstreams({
+    upstreams: [
+      { name: 'default', prefix: '', url: 'https://registry-1.docker.io', dockerHubLibrary: true },
+      {
+        name: 'vanity-gcr',
+        prefix: '',
+        url: 'https://europe-docker.pkg.dev',
+        repositoryPrefix: 'acme/images',
+        hosts: ['gcr.example.com'],
+      },
+      { name: 'mirror-gcr', prefix: '', url: 'https://gcr.io', ns: ['gcr.io'] },
+      {
+        name: 'mirror-quay',
+        prefix: '',
+        url: 'https://quay.io',
+        ns: ['quay.io'],
+        hosts: ['mirror.example.com:5000'],
+      },
+    ],
+  });
+
+  it.each([
+    [{ host: 'docker.example.com' }, 'alpine', 'default', 'library/alpine'],
+    [{ host: 'gcr.example.com' }, 'app', 'vanity-gcr', 'acme/images/app'],
+    [{ host: 'GCR.example.com:443' }, 'app', 'vanity-gcr', 'acme/images/app'],
+    [{ host: 'proxy:5000', ns: 'gcr.io' }, 'my-project/app', 'mirror-gcr', 'my-project/app'],
+    [{ host: 'mirror.example.com:5000', ns: 'quay.io' }, 'org/app', 'mirror-quay', 'org/app'],
+    [{ host: 'other:5000', ns: 'quay.io' }, 'org/app', 'default', 'org/app'],
+    [{ host: 'proxy:5000', ns: 'docker.io' }, 'nginx', 'default', 'library/nginx'],
+  ])('%j %s -> %s %s', (context, name, upstream, upstreamName) => {
+    const r = route(upstreams, name, context);
+    expect([r.upstream.name, r.upstreamName]).toEqual([upstream, upstreamName]);
+  });
+
+  it('refuses bad hosts and ns lists', () => {
+    expect(() =>
+      resolveUpstreams({ upstreams: [{ name: 'a', prefix: '', url: 'http://x', hosts: [] }] }),
+    ).toThrow(/hosts/);
+    expect(() =>
+      resolveUpstreams({ upstreams: [{ name: 'a', prefix: '', url: 'http://x', ns: ['a/b'] }] }),
+    ).toThrow(/ns/);
+  });
+});

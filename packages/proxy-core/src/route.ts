@@ -86,14 +86,35 @@ export interface Routed {
   readonly upstreamName: string;
 }
 
+/** What besides the name a route may match on. */
+export interface RouteContext {
+  /** The request's `Host` header. */
+  readonly host?: string | undefined;
+  /** containerd's `ns` query parameter. */
+  readonly ns?: string | undefined;
+}
+
 /**
- * Longest prefix wins; the rest of the name, behind `repositoryPrefix` (and `library/` for
- * Docker Hub's single-component names), is the repository upstream.
+ * Upstreams that constrain on `Host` or `ns` come first, then the longest prefix wins; the rest
+ * of the name, behind `repositoryPrefix` (and `library/` for Docker Hub's single-component
+ * names), is the repository upstream.
  *
- * @throws RegistryError NAME_UNKNOWN when no upstream's prefix covers the name.
+ * @throws RegistryError NAME_UNKNOWN when no upstream covers the request.
  */
-export function route(upstreams: readonly ResolvedUpstream[], name: string): Routed {
+export function route(
+  upstreams: readonly ResolvedUpstream[],
+  name: string,
+  context: RouteContext = {},
+): Routed {
+  const host = context.host?.toLowerCase();
+  const hostname = host?.replace(/:\d+$/, '');
   for (const upstream of upstreams) {
+    if (
+      upstream.hosts &&
+      !upstream.hosts.some((h) => h.toLowerCase() === host || h.toLowerCase() === hostname)
+    )
+      continue;
+    if (upstream.ns && (context.ns === undefined || !upstream.ns.includes(context.ns))) continue;
     let rest: string | undefined;
     if (upstream.prefix === '') rest = name;
     else if (name.startsWith(`${upstream.prefix}/`)) rest = name.slice(upstream.prefix.length + 1);
