@@ -12,11 +12,12 @@ const MANIFEST_DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('
 const BLOB = Buffer.from('0123456789abcdefghij');
 const BLOB_DIGEST = `sha256:${createHash('sha256').update(BLOB).digest('hex')}`;
 let upstream: StandIn;
-let mode: 'normal' | 'wrong-manifest' | 'huge-manifest' | 'slow' = 'normal';
+let mode: 'normal' | 'wrong-manifest' | 'huge-manifest' | 'slow' | 'delayed' = 'normal';
 
 beforeAll(async () => {
   upstream = await startStandIn(async (req, res) => {
     if (mode === 'slow') await new Promise((r) => setTimeout(r, 500));
+    if (mode === 'delayed') await new Promise((r) => setTimeout(r, 100));
     const m = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.+)$/.exec(req.path);
     if (!m) return json(res, 404, { errors: [{ code: 'NOT_FOUND', message: 'no' }] });
     const [, name, kind] = m;
@@ -258,5 +259,23 @@ describe('routing by Host and containerd ns', () => {
     const res = await routed().request('/v2/up/team/app/manifests/v1?ns=registry.example.org');
     expect(res.status).toBe(200);
     expect(upstream.requests[0]?.url.search).toBe('');
+  });
+});
+
+describe('coalescing', () => {
+  it('makes one upstream manifest fetch for 200 concurrent identical pulls', async () => {
+    mode = 'delayed';
+    const a = app();
+    const all = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        a.request(`/v2/mirror/team/app/manifests/${MANIFEST_DIGEST}`),
+      ),
+    );
+    expect(all.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(await Promise.all(all.map((r) => r.text())))).toEqual(new Set([MANIFEST]));
+    expect(upstream.requests.filter((r) => r.path.includes('/manifests/'))).toHaveLength(1);
+    // once done, the next pull fetches again (in-flight sharing, not a cache)
+    await a.request(`/v2/mirror/team/app/manifests/${MANIFEST_DIGEST}`);
+    expect(upstream.requests.filter((r) => r.path.includes('/manifests/'))).toHaveLength(2);
   });
 });

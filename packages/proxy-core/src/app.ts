@@ -74,17 +74,20 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     ]),
   );
 
-  /** One upstream request: redirects followed here, credentials only to the upstream's origin. */
+  /**
+   * One upstream request: redirects followed here, credentials only to the upstream's origin.
+   * `client` is the client's abort signal (undefined for fetches shared by several clients).
+   */
   const once = async (
-    c: Context,
+    client: AbortSignal | undefined,
     upstream: ResolvedUpstream,
     url: URL,
     init: { method: string; headers: Record<string, string> },
     authorization: string | undefined,
-  ) => {
+  ): Promise<Response> => {
     const timer = new AbortController();
     const timeout = setTimeout(() => timer.abort(), timeoutMs);
-    const signal = AbortSignal.any([timer.signal, c.req.raw.signal]);
+    const signal = client === undefined ? timer.signal : AbortSignal.any([timer.signal, client]);
     try {
       let target = url;
       for (let hop = 0; ; hop++) {
@@ -129,7 +132,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
           `upstream ${upstream.name} did not answer within ${timeoutMs} ms`,
         );
       }
-      if (c.req.raw.signal.aborted) throw err;
+      if (client?.aborted) throw err;
       throw new RegistryError(502, 'UNAVAILABLE', `upstream ${upstream.name} is unreachable`);
     } finally {
       clearTimeout(timeout);
@@ -138,7 +141,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
 
   /** A request to the routed upstream, authenticated as its challenges ask (one retry on 401). */
   const send = async (
-    c: Context,
+    client: AbortSignal | undefined,
     routed: Routed,
     path: string,
     init: { method: string; headers: Record<string, string> },
@@ -148,15 +151,57 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     const scope = `repository:${upstreamName}:pull`;
     const url = new URL(path, upstream.base);
     let authorization = auth.cached(scope);
-    let res = await once(c, upstream, url, init, authorization);
+    let res = await once(client, upstream, url, init, authorization);
     if (res.status === 401) {
       await res.body?.cancel();
       const refused = authorization;
       if (refused !== undefined) auth.invalidate(scope);
       authorization = await auth.authorize(res, scope, refused);
-      res = await once(c, upstream, url, init, authorization);
+      res = await once(client, upstream, url, init, authorization);
     }
     return res;
+  };
+
+  /** A manifest as data, so that every client sharing the fetch gets its own Response. */
+  interface Fetched {
+    readonly status: number;
+    readonly headers: [string, string][];
+    readonly body: Buffer;
+  }
+  const manifestFetches = new Map<string, Promise<Fetched>>();
+
+  const fetchManifest = async (
+    routed: Routed,
+    path: string,
+    accept: string,
+    digest: string | undefined,
+    name: string,
+  ): Promise<Fetched> => {
+    const { upstream, upstreamName } = routed;
+    const res = await send(undefined, routed, path, { method: 'GET', headers: { accept } });
+    if (!res.ok) {
+      const error = await upstreamError(res, upstream, upstreamName, name);
+      return {
+        status: error.status,
+        headers: [...error.headers],
+        body: Buffer.from(await error.arrayBuffer()),
+      };
+    }
+    const headers = passedHeaders(res);
+    const body = await readCapped(res, manifestMax, upstream);
+    const computed = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (digest !== undefined) verifyDigest(digest, body, upstream);
+    const claimed = res.headers.get('docker-content-digest');
+    if (digest === undefined && claimed?.startsWith('sha256:') && claimed !== computed) {
+      throw new RegistryError(
+        502,
+        'DIGEST_INVALID',
+        `upstream ${upstream.name} sent a manifest that does not match its Docker-Content-Digest`,
+      );
+    }
+    headers.set('docker-content-digest', digest ?? claimed ?? computed);
+    headers.set('content-length', String(body.length));
+    return { status: 200, headers: [...headers], body };
   };
 
   app.all('/v2', (c) => handle(c));
@@ -189,37 +234,41 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
 
     switch (req.kind) {
       case 'manifest': {
-        const res = await send(c, routed, `/v2/${upstreamName}/manifests/${req.reference}`, {
-          method,
-          headers: { accept: c.req.header('accept') ?? DEFAULT_MANIFEST_ACCEPT },
-        });
-        if (!res.ok) return passError(res);
-        const headers = passedHeaders(res);
+        const accept = c.req.header('accept') ?? DEFAULT_MANIFEST_ACCEPT;
+        const path = `/v2/${upstreamName}/manifests/${req.reference}`;
         if (method === 'HEAD') {
+          const res = await send(c.req.raw.signal, routed, path, { method, headers: { accept } });
+          if (!res.ok) return passError(res);
           await res.body?.cancel();
-          return new Response(null, { status: 200, headers });
+          return new Response(null, { status: 200, headers: passedHeaders(res) });
         }
-        const body = await readCapped(res, manifestMax, upstream);
-        const computed = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-        if (req.digest) verifyDigest(req.reference, body, upstream);
-        const claimed = res.headers.get('docker-content-digest');
-        if (!req.digest && claimed?.startsWith('sha256:') && claimed !== computed) {
-          throw new RegistryError(
-            502,
-            'DIGEST_INVALID',
-            `upstream ${upstream.name} sent a manifest that does not match its Docker-Content-Digest`,
-          );
+        // Identical GETs in flight share one upstream fetch (200 nodes pulling a new image).
+        const key = `${upstream.name}\n${upstreamName}\n${req.reference}\n${accept}`;
+        let shared = manifestFetches.get(key);
+        if (!shared) {
+          shared = fetchManifest(
+            routed,
+            path,
+            accept,
+            req.digest ? req.reference : undefined,
+            req.name,
+          ).finally(() => manifestFetches.delete(key));
+          manifestFetches.set(key, shared);
         }
-        headers.set('docker-content-digest', req.digest ? req.reference : (claimed ?? computed));
-        headers.set('content-length', String(body.length));
-        return new Response(body, { status: 200, headers });
+        const got = await shared;
+        return new Response(got.body, { status: got.status, headers: got.headers });
       }
       case 'blob': {
         const range = c.req.header('range');
-        const res = await send(c, routed, `/v2/${upstreamName}/blobs/${req.digest}`, {
-          method,
-          headers: range === undefined ? {} : { range },
-        });
+        const res = await send(
+          c.req.raw.signal,
+          routed,
+          `/v2/${upstreamName}/blobs/${req.digest}`,
+          {
+            method,
+            headers: range === undefined ? {} : { range },
+          },
+        );
         if (!(res.ok || res.status === 416)) return passError(res);
         if (method === 'HEAD') await res.body?.cancel();
         return new Response(method === 'HEAD' ? null : res.body, {
@@ -238,7 +287,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         }
         if (last !== undefined) query.set('last', last);
         const q = query.size > 0 ? `?${query}` : '';
-        const res = await send(c, routed, `/v2/${upstreamName}/tags/list${q}`, {
+        const res = await send(c.req.raw.signal, routed, `/v2/${upstreamName}/tags/list${q}`, {
           method: 'GET',
           headers: {},
         });
@@ -259,10 +308,15 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       case 'referrers': {
         const artifactType = c.req.query('artifactType');
         const q = artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType })}`;
-        const res = await send(c, routed, `/v2/${upstreamName}/referrers/${req.digest}${q}`, {
-          method,
-          headers: { accept: 'application/vnd.oci.image.index.v1+json' },
-        });
+        const res = await send(
+          c.req.raw.signal,
+          routed,
+          `/v2/${upstreamName}/referrers/${req.digest}${q}`,
+          {
+            method,
+            headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+          },
+        );
         if (!res.ok) return passError(res);
         if (method === 'HEAD') await res.body?.cancel();
         return new Response(method === 'HEAD' ? null : res.body, {
