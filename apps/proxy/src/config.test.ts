@@ -94,3 +94,25 @@ describe('config', () => {
     expect(() => loadConfig(join(dir, 'bad.yaml'))).toThrow(/is not YAML or JSON/);
   });
 });
+
+describe('blobs', () => {
+  it('passes the blob mode to the proxy core', () => {
+    const config = checkConfig(
+      {
+        upstreams: [{ name: 'a', prefix: '', url: 'https://r.example.com' }],
+        blobs: { mode: 'redirect' },
+      },
+      'c',
+    );
+    expect(coreOptions(config).blobs).toEqual({ mode: 'redirect' });
+    expect(() =>
+      checkConfig(
+        {
+          upstreams: [{ name: 'a', prefix: '', url: 'https://r.example.com' }],
+          blobs: { mode: 'proxy' },
+        },
+        'c',
+      ),
+    ).toThrow(/blobs\.mode/);
+  });
+});

@@ -75,13 +75,6 @@ export const configSchema = z
           'client authentication is not available in this version yet; refusing to start rather than serve without it',
       });
     }
-    if (c.blobs?.mode === 'redirect') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['blobs', 'mode'],
-        message: 'redirect mode is not available in this version yet; use stream',
-      });
-    }
   });
 
 export type ProxyConfig = z.infer<typeof configSchema>;
@@ -154,5 +147,6 @@ export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
   return {
     upstreams,
     ...(config.manifestMaxBytes === undefined ? {} : { manifestMaxBytes: config.manifestMaxBytes }),
+    ...(config.blobs === undefined ? {} : { blobs: config.blobs }),
   };
 }

@@ -49,6 +49,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   const doFetch = options.fetch ?? fetch;
   const manifestMax = options.manifestMaxBytes ?? 4 * 1024 * 1024;
   const timeoutMs = options.upstreamTimeoutMs ?? 30_000;
+  const redirectBlobs = options.blobs?.mode === 'redirect';
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -82,7 +83,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     client: AbortSignal | undefined,
     upstream: ResolvedUpstream,
     url: URL,
-    init: { method: string; headers: Record<string, string> },
+    init: { method: string; headers: Record<string, string>; handOff?: boolean },
     authorization: string | undefined,
   ): Promise<Response> => {
     const timer = new AbortController();
@@ -107,6 +108,8 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
             ? res.headers.get('location')
             : null;
         if (location === null) return res;
+        // Redirect mode: a redirect off the upstream's origin is the client's to follow.
+        if (init.handOff && new URL(location, target).origin !== upstream.base.origin) return res;
         await res.body?.cancel();
         if (hop >= MAX_REDIRECTS)
           throw new RegistryError(
@@ -144,7 +147,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     client: AbortSignal | undefined,
     routed: Routed,
     path: string,
-    init: { method: string; headers: Record<string, string> },
+    init: { method: string; headers: Record<string, string>; handOff?: boolean },
   ): Promise<Response> => {
     const { upstream, upstreamName } = routed;
     const auth = auths.get(upstream.name) as UpstreamAuth;
@@ -267,8 +270,19 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
           {
             method,
             headers: range === undefined ? {} : { range },
+            handOff: redirectBlobs && method === 'GET',
           },
         );
+        const location =
+          res.status >= 301 && res.status <= 308 ? res.headers.get('location') : null;
+        if (location !== null) {
+          await res.body?.cancel();
+          const to = new URL(location, upstream.base).href;
+          return new Response(null, {
+            status: 307,
+            headers: { location: to, [API_VERSION_HEADER]: API_VERSION },
+          });
+        }
         if (!(res.ok || res.status === 416)) return passError(res);
         if (method === 'HEAD') await res.body?.cancel();
         return new Response(method === 'HEAD' ? null : res.body, {

@@ -42,6 +42,12 @@ export interface ProxyCoreOptions {
   readonly upstreamTimeoutMs?: number;
   /** HTTP client for upstream requests. Default: the global `fetch`. */
   readonly fetch?: typeof fetch;
+  /**
+   * `stream` (default): blob bytes pass through the proxy. `redirect`: an upstream redirect to
+   * another origin (a storage pre-signed URL) is handed to the client, so bytes bypass the proxy;
+   * upstreams that serve bytes themselves are streamed.
+   */
+  readonly blobs?: { readonly mode: 'stream' | 'redirect' };
   /** Where upstream credentials come from. Default: a new RegistryAuth. */
   readonly registryAuth?: RegistryAuth;
   /** Clock in milliseconds. Default `Date.now`. */
@@ -110,6 +116,13 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     const specificity = (u.hosts ? 1 : 0) + (u.ns ? 1 : 0);
     return { ...u, base, repositoryPrefix, specificity };
   });
+  if (
+    options.blobs !== undefined &&
+    options.blobs.mode !== 'stream' &&
+    options.blobs.mode !== 'redirect'
+  ) {
+    throw new TypeError('blobs.mode: stream or redirect');
+  }
   for (const [option, value] of [
     ['manifestMaxBytes', options.manifestMaxBytes],
     ['upstreamTimeoutMs', options.upstreamTimeoutMs],

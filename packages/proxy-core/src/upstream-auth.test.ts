@@ -165,3 +165,24 @@ describe('upstream authentication', () => {
     expect(await res.text()).toBe('same-origin bytes, auth=Bearer tok-1');
   });
 });
+
+describe('blobs.mode redirect', () => {
+  const redirecting = () =>
+    createProxyApp({
+      upstreams: [{ name: 'protected', prefix: '', url: upstream.url, repositoryPrefix: 'up' }],
+      blobs: { mode: 'redirect' },
+    });
+
+  it('hands a storage redirect to the client: no blob byte passes the proxy', async () => {
+    const res = await redirecting().request(`/v2/team/app/blobs/${D1}`);
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe(`${storage.url}/bucket/blob?signature=abc`);
+    expect(storage.requests).toHaveLength(0);
+  });
+
+  it('still follows a same-origin redirect itself and streams', async () => {
+    const res = await redirecting().request(`/v2/team/app/blobs/${D2}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('same-origin bytes, auth=Bearer tok-1');
+  });
+});
