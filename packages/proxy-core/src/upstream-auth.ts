@@ -93,7 +93,7 @@ export class UpstreamAuth {
           `upstream ${name} requires credentials; configure credentials for it`,
         );
       }
-      const value = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+      const value = basicAuthorization(creds);
       this.#cache.set(scope, { header: value, expiresAt: Number.POSITIVE_INFINITY });
       return value;
     }
@@ -138,8 +138,7 @@ export class UpstreamAuth {
     if (service) url.searchParams.set('service', service);
     url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': 'docker-registry-proxy' };
-    if (creds)
-      headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+    if (creds) headers.authorization = basicAuthorization(creds);
     let res: Response;
     try {
       res = await this.#fetch(url, {
@@ -218,4 +217,9 @@ export class UpstreamAuth {
         : DEFAULT_TOKEN_SECONDS;
     return { token, seconds };
   }
+}
+
+/** `Basic base64(username:password)` (RFC 7617). */
+function basicAuthorization(creds: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
 }
