@@ -1,0 +1,36 @@
+/** Who a login turned out to be. The policy sees `<plugin>:<subject>`. */
+export interface Identity {
+  /** The plugin's configured name (`users`, `corp`). */
+  readonly plugin: string;
+  readonly subject: string;
+  readonly groups: readonly string[];
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** Why a login was refused; never says which of user or password was wrong to the client. */
+export type Refusal = 'UNKNOWN_USER' | 'BAD_PASSWORD' | 'NOT_FOR_THIS_PLUGIN' | 'UNAVAILABLE';
+
+export type AuthResult =
+  | { readonly ok: true; readonly identity: Identity }
+  | { readonly ok: false; readonly reason: Refusal };
+
+/** What a client sent to the token endpoint. */
+export interface Login {
+  readonly username: string;
+  readonly password: string;
+}
+
+/**
+ * A client authentication plugin: takes a login, returns an identity or a typed refusal. Never
+ * puts a password or token into a message or a thrown error.
+ */
+export interface AuthPlugin {
+  readonly name: string;
+  readonly type: string;
+  authenticate(login: Login): Promise<AuthResult>;
+}
+
+/** `<plugin>:<subject>`, what policy `identities` globs match. */
+export function identityName(identity: Identity): string {
+  return `${identity.plugin}:${identity.subject}`;
+}
