@@ -4,3 +4,12 @@ export type { OciErrorCode } from './errors.js';
 export { RegistryError } from './errors.js';
 export type { V2Request } from './route.js';
 export { parseV2Path } from './route.js';
+export type {
+  Access,
+  RequestedScope,
+  TokenResponse,
+  TokenService,
+  TokenServiceOptions,
+  VerifiedToken,
+} from './token-service.js';
+export { createTokenService, parseScopes } from './token-service.js';

@@ -1,0 +1,191 @@
+import { randomUUID } from 'node:crypto';
+import type { AuthPlugin, Identity, Login, Policy } from '@org/auth-plugins';
+import { identityName } from '@org/auth-plugins';
+import { validateRepositoryName } from '@org/registry-domains';
+import {
+  calculateJwkThumbprint,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  jwtVerify,
+  SignJWT,
+} from 'jose';
+import { RegistryError } from './errors.js';
+
+/** One grant in a token's `access` claim (distribution token spec). */
+export interface Access {
+  readonly type: 'repository';
+  readonly name: string;
+  readonly actions: readonly string[];
+}
+
+/** What `/token` answers: both `token` and `access_token` (docker and OAuth2 clients). */
+export interface TokenResponse {
+  readonly token: string;
+  readonly access_token: string;
+  readonly expires_in: number;
+  readonly issued_at: string;
+}
+
+export interface VerifiedToken {
+  readonly subject: string;
+  readonly access: readonly Access[];
+}
+
+export interface TokenServiceOptions {
+  /** Password plugins, asked in order; the first that accepts wins. */
+  readonly plugins: readonly AuthPlugin[];
+  readonly policy: Policy;
+  /** `iss` of our tokens (the proxy's public URL). */
+  readonly issuer: string;
+  /** `aud` of our tokens, and the `service` of our challenges. */
+  readonly service: string;
+  /** Token lifetime. Default 900 s; at least 60 (clients expect `expires_in` >= 60). */
+  readonly ttlSeconds?: number;
+  /** An ES256 key pair to sign with; default: a new one (tokens then die with the process). */
+  readonly keyPair?: Awaited<ReturnType<typeof generateKeyPair>>;
+  readonly now?: () => number;
+}
+
+export interface TokenService {
+  /** A token for `login` (or anonymous) with what the policy grants of `scopes`. */
+  issue(login: Login | undefined, scopes: readonly string[]): Promise<TokenResponse>;
+  /** Checks signature (ES256 only, our kid), issuer, audience and time. */
+  verify(token: string): Promise<VerifiedToken>;
+  /** Whether a verified token covers `action` on `repository`. */
+  allows(token: VerifiedToken, repository: string, action: 'pull' | 'push'): boolean;
+  /** The public key as a JWK set, for `/.well-known/jwks.json`. */
+  jwks(): { keys: JWK[] };
+}
+
+/** A requested scope: `repository:<name>:<actions>` (distribution `docs/spec/auth/scope.md`). */
+export interface RequestedScope {
+  readonly name: string;
+  readonly actions: readonly string[];
+}
+
+/**
+ * Parses scope strings (each may hold several space-separated scopes). The name sits between the
+ * first and the last `:` (names may carry a port). Only `repository` scopes with a valid name are
+ * kept; anything else is ignored, never an error (clients ask for `registry:catalog:*` too).
+ */
+export function parseScopes(scopes: readonly string[]): RequestedScope[] {
+  const out: RequestedScope[] = [];
+  for (const scope of scopes.flatMap((s) => s.split(' '))) {
+    if (scope.length > 1024) continue;
+    const first = scope.indexOf(':');
+    const last = scope.lastIndexOf(':');
+    if (first <= 0 || last === first) continue;
+    const type = scope.slice(0, first);
+    if (type !== 'repository') continue;
+    const name = scope.slice(first + 1, last);
+    try {
+      validateRepositoryName(name);
+    } catch {
+      continue;
+    }
+    const actions = [
+      ...new Set(
+        scope
+          .slice(last + 1)
+          .split(',')
+          .filter((a) => /^[a-z*]+$/.test(a)),
+      ),
+    ];
+    out.push({ name, actions });
+  }
+  return out;
+}
+
+/**
+ * Our token service's core: login through the plugins, grants through the policy, ES256 JWTs
+ * with a `kid`, verification that accepts nothing but our own key and algorithm.
+ */
+export async function createTokenService(options: TokenServiceOptions): Promise<TokenService> {
+  const ttl = options.ttlSeconds ?? 900;
+  if (!Number.isInteger(ttl) || ttl < 60)
+    throw new TypeError('ttlSeconds: an integer of at least 60');
+  if (!Array.isArray(options.plugins)) throw new TypeError('plugins: a list of auth plugins');
+  const now = options.now ?? Date.now;
+  const { privateKey, publicKey } =
+    options.keyPair ?? (await generateKeyPair('ES256', { extractable: true }));
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  const publicJwk: JWK = { ...jwk, kid, alg: 'ES256', use: 'sig' };
+
+  const login = async (l: Login | undefined): Promise<Identity | undefined> => {
+    if (l === undefined) return undefined;
+    for (const plugin of options.plugins) {
+      const result = await plugin.authenticate(l);
+      if (result.ok) return result.identity;
+    }
+    // The same answer whatever went wrong: no user enumeration.
+    throw new RegistryError(401, 'UNAUTHORIZED', 'authentication failed');
+  };
+
+  return {
+    async issue(l, scopes) {
+      const identity = await login(l);
+      const access: Access[] = [];
+      for (const requested of parseScopes(scopes)) {
+        const actions = options.policy.grant(identity, requested.name, requested.actions);
+        if (actions.length > 0) access.push({ type: 'repository', name: requested.name, actions });
+      }
+      const iat = Math.floor(now() / 1000);
+      const token = await new SignJWT({ access })
+        .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
+        .setIssuer(options.issuer)
+        .setSubject(identity === undefined ? 'anonymous' : identityName(identity))
+        .setAudience(options.service)
+        .setIssuedAt(iat)
+        .setNotBefore(iat)
+        .setExpirationTime(iat + ttl)
+        .setJti(randomUUID())
+        .sign(privateKey);
+      return {
+        token,
+        access_token: token,
+        expires_in: ttl,
+        issued_at: new Date(iat * 1000).toISOString(),
+      };
+    },
+
+    async verify(token) {
+      const refuse = () => new RegistryError(401, 'UNAUTHORIZED', 'authentication required');
+      if (typeof token !== 'string' || token.length > 16_384) throw refuse();
+      try {
+        if (decodeProtectedHeader(token).kid !== kid) throw refuse();
+        const { payload } = await jwtVerify(token, publicKey, {
+          algorithms: ['ES256'],
+          issuer: options.issuer,
+          audience: options.service,
+          currentDate: new Date(now()),
+          clockTolerance: 30,
+          requiredClaims: ['exp', 'iat', 'sub'],
+        });
+        const access = Array.isArray(payload.access) ? payload.access : [];
+        const checked: Access[] = access.filter(
+          (a): a is Access =>
+            a !== null &&
+            typeof a === 'object' &&
+            a.type === 'repository' &&
+            typeof a.name === 'string' &&
+            Array.isArray(a.actions) &&
+            a.actions.every((x: unknown) => typeof x === 'string'),
+        );
+        return { subject: String(payload.sub), access: checked };
+      } catch {
+        throw refuse();
+      }
+    },
+
+    allows(token, repository, action) {
+      return token.access.some((a) => a.name === repository && a.actions.includes(action));
+    },
+
+    jwks() {
+      return { keys: [publicJwk] };
+    },
+  };
+}
