@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { CredentialsError, RegistryAuth, RegistryValidationError } from '@org/registry-auth';
 import { type Context, Hono } from 'hono';
+import { ChallengeError, mountTokenRoutes, requireToken } from './client-auth.js';
 import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from './config.js';
 import { RegistryError } from './errors.js';
 import { parseV2Path, type Routed, route } from './route.js';
@@ -55,8 +56,12 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   app.onError((err, c) => {
     const e =
       err instanceof RegistryError ? err : new RegistryError(500, 'UNKNOWN', 'internal error');
-    return c.json(e.toJSON(), e.status as 400, { [API_VERSION_HEADER]: API_VERSION });
+    const headers: Record<string, string> = { [API_VERSION_HEADER]: API_VERSION };
+    if (e instanceof ChallengeError) headers['www-authenticate'] = e.challenge;
+    return c.json(e.toJSON(), e.status as 400, headers);
   });
+  const clientAuth = options.auth;
+  if (clientAuth) mountTokenRoutes(app, clientAuth);
   app.notFound(() => {
     throw new RegistryError(404, 'NAME_UNKNOWN', 'not a registry API path');
   });
@@ -213,6 +218,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   async function handle(c: Context): Promise<Response> {
     const req = parseV2Path(requestPath(c));
     const method = c.req.method;
+    if (clientAuth) await requireToken(c, clientAuth, 'name' in req ? req.name : undefined);
     const read = method === 'GET' || method === 'HEAD';
     if (req.kind === 'ping') {
       if (!read)

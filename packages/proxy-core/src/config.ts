@@ -1,4 +1,5 @@
 import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-auth';
+import type { TokenService } from './token-service.js';
 
 /** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
 export type UpstreamCredentialsConfig =
@@ -48,6 +49,18 @@ export interface ProxyCoreOptions {
    * upstreams that serve bytes themselves are streamed.
    */
   readonly blobs?: { readonly mode: 'stream' | 'redirect' };
+  /**
+   * Client authentication: without it pulls are anonymous. With it every `/v2` request needs one
+   * of our tokens covering the repository, `/token` issues them and `/.well-known/jwks.json`
+   * publishes the key.
+   */
+  readonly auth?: {
+    readonly tokens: TokenService;
+    /** Absolute URL of our `/token` (the challenge's realm). */
+    readonly realm: string;
+    /** The challenge's `service`, the tokens' audience. */
+    readonly service: string;
+  };
   /** Where upstream credentials come from. Default: a new RegistryAuth. */
   readonly registryAuth?: RegistryAuth;
   /** Clock in milliseconds. Default `Date.now`. */

@@ -1,4 +1,5 @@
 export { createProxyApp } from './app.js';
+export { challenge } from './client-auth.js';
 export type { ProxyCoreOptions, UpstreamConfig } from './config.js';
 export type { OciErrorCode } from './errors.js';
 export { RegistryError } from './errors.js';

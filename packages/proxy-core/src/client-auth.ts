@@ -1,0 +1,120 @@
+import type { Context, Hono } from 'hono';
+import { RegistryError } from './errors.js';
+import type { TokenService, VerifiedToken } from './token-service.js';
+
+const MAX_CREDENTIAL_HEADER = 4096;
+
+export interface ClientAuth {
+  readonly tokens: TokenService;
+  readonly realm: string;
+  readonly service: string;
+}
+
+/** The challenge for a 401: every one carries it (containerd never pings first). */
+export function challenge(
+  auth: ClientAuth,
+  scope?: string,
+  error?: 'insufficient_scope' | 'invalid_token',
+): string {
+  return [
+    `Bearer realm="${auth.realm}"`,
+    `service="${auth.service}"`,
+    ...(scope === undefined ? [] : [`scope="${scope}"`]),
+    ...(error === undefined ? [] : [`error="${error}"`]),
+  ].join(',');
+}
+
+/** A 401 with the challenge; thrown and mapped by onError like every other error. */
+export class ChallengeError extends RegistryError {
+  readonly challenge: string;
+
+  constructor(code: 'UNAUTHORIZED' | 'DENIED', message: string, value: string) {
+    super(401, code, message);
+    this.challenge = value;
+  }
+}
+
+/**
+ * Checks the request's bearer token for `/v2`: any valid token for the version check, one
+ * covering pull on `name` otherwise. Refusals are 401 with the challenge (and the scope to ask
+ * for), so clients fetch a token and retry.
+ */
+export async function requireToken(
+  c: Context,
+  auth: ClientAuth,
+  name: string | undefined,
+): Promise<VerifiedToken> {
+  const scope = name === undefined ? undefined : `repository:${name}:pull`;
+  const header = c.req.header('authorization') ?? '';
+  const bearer = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header)?.[1];
+  if (bearer === undefined) {
+    throw new ChallengeError('UNAUTHORIZED', 'authentication required', challenge(auth, scope));
+  }
+  let token: VerifiedToken;
+  try {
+    token = await auth.tokens.verify(bearer);
+  } catch {
+    throw new ChallengeError(
+      'UNAUTHORIZED',
+      'authentication required',
+      challenge(auth, scope, 'invalid_token'),
+    );
+  }
+  if (name !== undefined && !auth.tokens.allows(token, name, 'pull')) {
+    throw new ChallengeError(
+      'DENIED',
+      'requested access to the resource is denied',
+      challenge(auth, scope, 'insufficient_scope'),
+    );
+  }
+  return token;
+}
+
+/** `/token` (GET with Basic, POST OAuth2 form) and `/.well-known/jwks.json`. */
+export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
+  app.get('/.well-known/jwks.json', (c) => c.json(auth.tokens.jwks()));
+
+  app.get('/token', async (c) => {
+    checkService(c.req.query('service'), auth);
+    const login = basicLogin(c.req.header('authorization'));
+    return c.json(await auth.tokens.issue(login, c.req.queries('scope') ?? []));
+  });
+
+  app.post('/token', async (c) => {
+    const form = await c.req.parseBody();
+    const get = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
+    checkService(get('service'), auth);
+    const scopes = (get('scope') ?? '').split(' ').filter((s) => s !== '');
+    const grant = get('grant_type');
+    if (grant === 'password') {
+      const username = get('username');
+      const password = get('password');
+      if (username === undefined || password === undefined)
+        throw new RegistryError(400, 'UNSUPPORTED', 'username and password are required');
+      return c.json(await auth.tokens.issue({ username, password }, scopes));
+    }
+    // No refresh tokens are issued, so the refresh grant has nothing to refresh.
+    return c.json({ error: 'unsupported_grant_type' }, 400);
+  });
+}
+
+function checkService(service: string | undefined, auth: ClientAuth): void {
+  if (service !== undefined && service !== auth.service) {
+    throw new RegistryError(400, 'UNSUPPORTED', 'unknown service');
+  }
+}
+
+/** Basic credentials, if any; anything else in Authorization is refused. */
+function basicLogin(
+  header: string | undefined,
+): { username: string; password: string } | undefined {
+  if (header === undefined || header === '') return undefined;
+  const refuse = () => new RegistryError(401, 'UNAUTHORIZED', 'authentication failed');
+  if (header.length > MAX_CREDENTIAL_HEADER) throw refuse();
+  const m = /^Basic ([A-Za-z0-9+/]+={0,2})$/.exec(header);
+  if (!m?.[1]) throw refuse();
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) throw refuse();
+  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
