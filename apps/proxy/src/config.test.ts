@@ -76,16 +76,32 @@ describe('config', () => {
     expect(message.includes('\n')).toBe(false);
   });
 
-  it('refuses an auth section rather than start without the authentication it asks for', () => {
+  it('takes an auth section, which needs server.publicUrl for the realm', () => {
+    const base = {
+      upstreams: [{ name: 'a', prefix: '', url: 'https://r.example.com' }],
+      auth: {
+        plugins: [{ name: 'users', type: 'htpasswd', file: '/etc/htpasswd' }],
+        policy: [{ identities: ['users:*'], repositories: ['**'], actions: ['pull'] }],
+      },
+    };
+    expect(() => checkConfig(base, 'c')).toThrow(/server\.publicUrl: required with auth/);
+    expect(
+      checkConfig({ ...base, server: { publicUrl: 'https://docker.example.com' } }, 'c').auth
+        ?.plugins,
+    ).toHaveLength(1);
     expect(() =>
       checkConfig(
         {
-          auth: { plugins: [] },
-          upstreams: [{ name: 'a', prefix: '', url: 'https://r.example.com' }],
+          ...base,
+          server: { publicUrl: 'https://d.example.com' },
+          auth: {
+            ...base.auth,
+            policy: [{ identities: ['*'], repositories: ['*'], actions: ['delete'] }],
+          },
         },
         'c',
       ),
-    ).toThrow(/auth: client authentication is not available/);
+    ).toThrow(/auth\.policy\.0\.actions/);
   });
 
   it('names an unreadable or unparsable file', () => {

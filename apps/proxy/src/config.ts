@@ -50,6 +50,49 @@ const upstream = z
   })
   .strict();
 
+const authPlugin = z.discriminatedUnion('type', [
+  z
+    .object({ name: z.string().min(1), type: z.literal('htpasswd'), file: z.string().min(1) })
+    .strict(),
+  z
+    .object({
+      name: z.string().min(1),
+      type: z.literal('static'),
+      users: z.array(
+        z
+          .object({
+            username: z.string().min(1),
+            password: z.string().optional(),
+            passwordHash: z.string().optional(),
+            groups: z.array(z.string()).optional(),
+          })
+          .strict(),
+      ),
+    })
+    .strict(),
+]);
+
+const auth = z
+  .object({
+    tokenTtlSeconds: z.number().int().min(60).optional(),
+    signingKeyFile: z.string().min(1).optional(),
+    service: z
+      .string()
+      .regex(/^[^"\\\s]+$/)
+      .optional(),
+    plugins: z.array(authPlugin).min(1),
+    policy: z.array(
+      z
+        .object({
+          identities: z.array(z.string().min(1)).min(1),
+          repositories: z.array(z.string().min(1)).min(1),
+          actions: z.array(z.enum(['pull', 'push', '*'])).min(1),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
 /** The config file (YAML or JSON), as ARCHITECTURE.md gives it. */
 export const configSchema = z
   .object({
@@ -57,7 +100,7 @@ export const configSchema = z
       .object({ listen: hostPort.optional(), publicUrl: z.url().optional() })
       .strict()
       .optional(),
-    auth: z.unknown().optional(),
+    auth: auth.optional(),
     upstreams: z.array(upstream).min(1),
     blobs: z
       .object({ mode: z.enum(['stream', 'redirect']) })
@@ -67,12 +110,11 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.auth !== undefined) {
+    if (c.auth !== undefined && c.server?.publicUrl === undefined) {
       ctx.addIssue({
         code: 'custom',
-        path: ['auth'],
-        message:
-          'client authentication is not available in this version yet; refusing to start rather than serve without it',
+        path: ['server', 'publicUrl'],
+        message: 'required with auth: clients fetch tokens at <publicUrl>/token',
       });
     }
   });

@@ -12,6 +12,7 @@ import {
   skipRegistryValidationFromEnv,
 } from '@org/registry-domains';
 import { Hono } from 'hono';
+import { clientAuthFromConfig } from './auth.js';
 import {
   ConfigError,
   coreOptions,
@@ -64,7 +65,7 @@ function parseArgs(argv: string[]): { config?: string; listen?: string; skip: bo
   return out;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   let config: ProxyConfig;
   try {
@@ -83,9 +84,19 @@ function main(): void {
 
   let proxy: Hono;
   try {
-    proxy = createProxyApp(coreOptions(config));
+    const clientAuth = await clientAuthFromConfig(config);
+    if (clientAuth?.ephemeral) {
+      log(
+        'warn',
+        "auth.signingKeyFile is not set: signing with a key made at start; tokens end with this process and replicas do not accept each other's",
+      );
+    }
+    proxy = createProxyApp({
+      ...coreOptions(config),
+      ...(clientAuth ? { auth: clientAuth.auth } : {}),
+    });
   } catch (err) {
-    fail(`invalid config: ${(err as Error).message}`);
+    fail(`invalid config: ${(err as Error).message.split('\n').join('; ')}`);
   }
   const app = new Hono();
   app.get('/healthz', (c) => c.text('ok'));
@@ -126,4 +137,4 @@ function main(): void {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-main();
+main().catch((err: unknown) => fail(String(err)));

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import {
   type DockerRegistry,
+  freePort,
   type OciImage,
   startDockerRegistry,
   writeOciImage,
@@ -71,6 +72,59 @@ describe('registry-proxy (the built binary)', () => {
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
+    }
+  });
+
+  it('enforces its auth section: skopeo with the right credentials pulls, others are refused', async () => {
+    const htpasswd = join(dir, 'htpasswd');
+    writeFileSync(
+      htpasswd,
+      `${execFileSync('htpasswd', ['-Bbn', 'alice', 'wonderland'], { encoding: 'utf8' })}${execFileSync('htpasswd', ['-Bbn', 'bob', 'builder'], { encoding: 'utf8' })}`,
+    );
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', [
+      'genpkey',
+      '-algorithm',
+      'EC',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-out',
+      key,
+    ]);
+    const port = await freePort();
+    const config = join(dir, 'auth.yaml');
+    writeFileSync(
+      config,
+      [
+        `server: { listen: "127.0.0.1:${port}", publicUrl: "http://127.0.0.1:${port}" }`,
+        'auth:',
+        `  signingKeyFile: ${key}`,
+        '  plugins: [ { name: users, type: htpasswd, file: ' + htpasswd + ' } ]',
+        '  policy:',
+        '    - { identities: ["users:alice"], repositories: ["mirror/**"], actions: ["pull"] }',
+        'upstreams:',
+        `  - { name: local, prefix: mirror, url: "${registry.url}", repositoryPrefix: acme }`,
+      ].join('\n'),
+    );
+    const { child, address } = await start(['serve', '--config', config]);
+    try {
+      const inspect = (...creds: string[]) =>
+        run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          ...creds,
+          `docker://${address}/mirror/app:v1`,
+        ]);
+      const { stdout } = await inspect('--creds', 'alice:wonderland');
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+      for (const creds of [[], ['--creds', 'alice:wrong'], ['--creds', 'bob:builder']]) {
+        const err = (await inspect(...creds).catch((e: unknown) => e)) as { stderr?: string };
+        expect(err.stderr ?? '').toMatch(/unauthorized|denied|authentication required|401/i);
+      }
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 

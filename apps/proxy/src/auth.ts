@@ -1,0 +1,59 @@
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  type AuthPlugin,
+  createHtpasswdPlugin,
+  createPolicy,
+  createStaticUsersPlugin,
+} from '@org/auth-plugins';
+import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
+import { importPKCS8, importSPKI } from 'jose';
+import type { ProxyConfig } from './config.js';
+
+/**
+ * The proxy-core `auth` option a config describes: plugins, policy, and a token service signing
+ * with `signingKeyFile` (a PKCS#8 P-256 key) or, without one, a key made at start (`ephemeral`
+ * tells the caller to warn: tokens then die with the process and replicas do not share them).
+ */
+export async function clientAuthFromConfig(
+  config: ProxyConfig,
+): Promise<{ auth: NonNullable<ProxyCoreOptions['auth']>; ephemeral: boolean } | undefined> {
+  const a = config.auth;
+  if (a === undefined) return undefined;
+  const publicUrl = new URL(config.server?.publicUrl as string);
+  const plugins: AuthPlugin[] = a.plugins.map((p) =>
+    p.type === 'htpasswd'
+      ? createHtpasswdPlugin({ name: p.name, file: p.file })
+      : createStaticUsersPlugin({
+          name: p.name,
+          users: p.users.map((u) => ({
+            username: u.username,
+            ...(u.password === undefined ? {} : { password: u.password }),
+            ...(u.passwordHash === undefined ? {} : { passwordHash: u.passwordHash }),
+            ...(u.groups === undefined ? {} : { groups: u.groups }),
+          })),
+        }),
+  );
+  let keyPair: Parameters<typeof createTokenService>[0]['keyPair'];
+  if (a.signingKeyFile !== undefined) {
+    const pem = readFileSync(a.signingKeyFile, 'utf8');
+    const spki = createPublicKey(pem).export({ type: 'spki', format: 'pem' }).toString();
+    keyPair = {
+      privateKey: await importPKCS8(pem, 'ES256'),
+      publicKey: await importSPKI(spki, 'ES256', { extractable: true }),
+    };
+  }
+  const service = a.service ?? publicUrl.host;
+  const tokens = await createTokenService({
+    plugins,
+    policy: createPolicy(a.policy),
+    issuer: publicUrl.origin,
+    service,
+    ...(a.tokenTtlSeconds === undefined ? {} : { ttlSeconds: a.tokenTtlSeconds }),
+    ...(keyPair === undefined ? {} : { keyPair }),
+  });
+  return {
+    auth: { tokens, realm: new URL('/token', publicUrl).href, service },
+    ephemeral: keyPair === undefined,
+  };
+}
