@@ -99,7 +99,7 @@ describe('registry-proxy (the built binary)', () => {
         `server: { listen: "127.0.0.1:${port}", publicUrl: "http://127.0.0.1:${port}" }`,
         'auth:',
         `  signingKeyFile: ${key}`,
-        '  plugins: [ { name: users, type: htpasswd, file: ' + htpasswd + ' } ]',
+        `  plugins: [ { name: users, type: htpasswd, file: ${htpasswd} } ]`,
         '  policy:',
         '    - { identities: ["users:alice"], repositories: ["mirror/**"], actions: ["pull"] }',
         'upstreams:',
