@@ -1,4 +1,4 @@
-import bcrypt from 'bcryptjs';
+import { hashPassword, isBcryptHash, verifyPassword } from './bcrypt.js';
 import type { AuthPlugin, AuthResult, Login } from './plugin.js';
 
 export interface StaticUser {
@@ -13,8 +13,6 @@ export interface StaticUsersOptions {
   readonly name: string;
   readonly users: readonly StaticUser[];
 }
-
-const DUMMY_HASH = '$2b$10$CwTycUXWue0Thq9StjUM0uJ8.wM3Yd1Kf6Zq3Q0g1f9Qdxr7Vf8Ce';
 
 /**
  * Users listed in the config. Plain passwords are hashed once at start (bcrypt, cost 10), so every
@@ -35,13 +33,10 @@ export function createStaticUsersPlugin(options: StaticUsersOptions): AuthPlugin
     if ((u.password === undefined) === (u.passwordHash === undefined)) {
       throw new TypeError(`${where}: exactly one of password and passwordHash`);
     }
-    if (
-      u.passwordHash !== undefined &&
-      !/^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(u.passwordHash)
-    ) {
+    if (u.passwordHash !== undefined && !isBcryptHash(u.passwordHash)) {
       throw new TypeError(`${where}.passwordHash: a bcrypt hash`);
     }
-    const hash = u.passwordHash ?? bcrypt.hashSync(u.password as string, 10);
+    const hash = u.passwordHash ?? hashPassword(u.password as string);
     users.set(u.username, { hash, groups: [...(u.groups ?? [])] });
   });
   return {
@@ -49,7 +44,7 @@ export function createStaticUsersPlugin(options: StaticUsersOptions): AuthPlugin
     type: 'static',
     async authenticate(login: Login): Promise<AuthResult> {
       const user = users.get(login.username);
-      const matches = await bcrypt.compare(login.password, user?.hash ?? DUMMY_HASH);
+      const matches = await verifyPassword(login.password, user?.hash);
       if (!user) return { ok: false, reason: 'UNKNOWN_USER' };
       if (!matches) return { ok: false, reason: 'BAD_PASSWORD' };
       return {
