@@ -4,6 +4,7 @@ import {
   type TokenCredential,
   WorkloadIdentityCredential,
 } from '@azure/identity';
+import { registryHostOf } from '@org/registry-domains';
 import { CredentialsError, type CredentialsErrorCode } from './errors.js';
 import { identityOf } from './identity.js';
 import { safeCause } from './sanitize.js';
@@ -52,8 +53,6 @@ const SCOPE_BY_SUFFIX: ReadonlyArray<readonly [string, string]> = [
   ['.azurecr.de', 'https://management.microsoftazure.de/.default'],
 ];
 
-const HOST_PORT = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
-
 /**
  * Azure Container Registry: an Entra token for the ACR audience, exchanged at
  * `POST https://<login server>/oauth2/exchange` for an ACR refresh token, presented with the
@@ -61,7 +60,7 @@ const HOST_PORT = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])
  * 3 hours). The identity needs the `AcrPull` role on the registry.
  */
 export function createAzureSource(options: AzureSourceOptions = {}): CredentialSource {
-  if (options.loginServer !== undefined && !HOST_PORT.test(options.loginServer)) {
+  if (options.loginServer !== undefined && !isHostPort(options.loginServer)) {
     throw new TypeError(`loginServer ${JSON.stringify(options.loginServer)} is not a host[:port]`);
   }
   if (options.tenantId !== undefined && !/^[A-Za-z0-9.-]+$/.test(options.tenantId)) {
@@ -217,6 +216,16 @@ function buildCredential(options: AzureSourceOptions): TokenCredential {
       });
     default:
       throw new TypeError(`identity must be default, workload-identity or managed-identity`);
+  }
+}
+
+/** A bare `host[:port]` by the reference grammar of @org/registry-domains. */
+function isHostPort(value: string): boolean {
+  if (typeof value !== 'string' || value.includes('/')) return false;
+  try {
+    return registryHostOf(value) === value;
+  } catch {
+    return false;
   }
 }
 

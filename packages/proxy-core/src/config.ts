@@ -1,4 +1,5 @@
 import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-auth';
+import { registryHostOf, validateRepositoryName } from '@org/registry-domains';
 import type { TokenService } from './token-service.js';
 
 /** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
@@ -74,9 +75,25 @@ export interface ResolvedUpstream extends UpstreamConfig {
   readonly specificity: number;
 }
 
-const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i;
-const COMPONENTS =
-  /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+/** A bare `host[:port]` by the reference grammar of @org/registry-domains. */
+function isHostPort(value: string): boolean {
+  if (value.includes('/')) return false;
+  try {
+    return registryHostOf(value) === value;
+  } catch {
+    return false;
+  }
+}
+
+/** Repository path components (`gcr`, `acme-prod/images`) by the reference grammar. */
+function isRepositoryPath(value: string): boolean {
+  try {
+    validateRepositoryName(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Checks the options and returns the upstreams sorted longest prefix first.
@@ -92,7 +109,7 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     const where = `upstreams[${i}]`;
     if (typeof u.name !== 'string' || u.name === '')
       throw new TypeError(`${where}.name: a non-empty string`);
-    if (typeof u.prefix !== 'string' || (u.prefix !== '' && !COMPONENTS.test(u.prefix))) {
+    if (typeof u.prefix !== 'string' || (u.prefix !== '' && !isRepositoryPath(u.prefix))) {
       throw new TypeError(
         `${where}.prefix: "" or lowercase repository components such as "gcr" or "team/mirror"`,
       );
@@ -103,7 +120,7 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
         list !== undefined &&
         (!Array.isArray(list) ||
           list.length === 0 ||
-          list.some((h) => typeof h !== 'string' || !HOST.test(h)))
+          list.some((h) => typeof h !== 'string' || !isHostPort(h)))
       ) {
         throw new TypeError(`${where}.${field}: a non-empty list of host[:port] names`);
       }
@@ -123,7 +140,7 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     if (base.username || base.password)
       throw new TypeError(`${where}.url: put credentials in credentials, not in the URL`);
     const repositoryPrefix = u.repositoryPrefix ?? '';
-    if (repositoryPrefix !== '' && !COMPONENTS.test(repositoryPrefix)) {
+    if (repositoryPrefix !== '' && !isRepositoryPath(repositoryPrefix)) {
       throw new TypeError(`${where}.repositoryPrefix: lowercase repository components`);
     }
     const specificity = (u.hosts ? 1 : 0) + (u.ns ? 1 : 0);

@@ -1,4 +1,9 @@
-import { type CloudProvider, detectProvider, registryHostOf } from '@org/registry-domains';
+import {
+  type CloudProvider,
+  detectProvider,
+  isRegionName,
+  registryHostOf,
+} from '@org/registry-domains';
 
 /**
  * An explicit statement that a host stands for a cloud registry: the recommended way to use a
@@ -15,9 +20,6 @@ export interface RegistryMapping {
   /** Azure tenant. */
   readonly tenantId?: string;
 }
-
-const AWS_REGION = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
-const LOCATION = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
  * Checks a mapping table (`host -> mapping`) and returns it keyed by lowercase host.
@@ -42,10 +44,10 @@ export function compileMappings(
     if (m.provider !== 'gcp' && m.provider !== 'aws' && m.provider !== 'azure') {
       throw new TypeError(`${where}.provider: must be gcp, aws or azure`);
     }
-    if (m.provider === 'aws' && (m.region === undefined || !AWS_REGION.test(m.region))) {
+    if (m.provider === 'aws' && (m.region === undefined || !isRegionName('aws', m.region))) {
       throw new TypeError(`${where}.region: aws mappings need a region such as eu-west-1`);
     }
-    if (m.region !== undefined && !LOCATION.test(m.region))
+    if (m.region !== undefined && !isRegionName(m.provider, m.region))
       throw new TypeError(`${where}.region: not a region name`);
     if (m.accountId !== undefined && !/^\d{12}$/.test(m.accountId)) {
       throw new TypeError(`${where}.accountId: a 12-digit AWS account id`);

@@ -23,6 +23,7 @@ export {
 export type { RegistryValidationDefaults, RegistryValidationOptions } from './validation.js';
 export {
   getRegistryValidationDefaults,
+  isRegionName,
   SKIP_REGISTRY_VALIDATION_ENV,
   setRegistryValidationDefaults,
   skipRegistryValidationFromEnv,

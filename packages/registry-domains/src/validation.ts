@@ -163,7 +163,7 @@ export function validateRegistry(
     }
     return { provider, registry: host.toLowerCase(), registryValidationSkipped: true };
   }
-  if (!(provider === 'aws' ? AWS_REGION.test(region) : LOCATION.test(region))) {
+  if (!isRegionName(provider, region)) {
     throw new RegistryValidationError(
       'REGION_INVALID',
       { registry: host, provider, option: 'region' },
@@ -171,6 +171,19 @@ export function validateRegistry(
     );
   }
   return { provider, registry: host.toLowerCase(), region, registryValidationSkipped: true };
+}
+
+/**
+ * Whether `region` is a region name for `provider`: an AWS region id (`eu-west-1`,
+ * `us-gov-west-1`, `eusc-de-east-1`) for aws, one DNS label (`europe-west1`, `westeurope`) for
+ * gcp and azure. Region names end up in endpoint host names, so nothing else passes.
+ *
+ * @example
+ * isRegionName('aws', 'eu-west-1');           // true
+ * isRegionName('aws', 'eu-west-1.evil.com');  // false
+ */
+export function isRegionName(provider: CloudProvider, region: string): boolean {
+  return typeof region === 'string' && (provider === 'aws' ? AWS_REGION : LOCATION).test(region);
 }
 
 function isRegionSyntax(region: unknown): region is string {
