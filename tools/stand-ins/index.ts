@@ -9,10 +9,16 @@ export { fetchVia, startAcr, startAzureImds, startEntra } from './azure.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';
-export type { OciImage } from './oci-image.js';
-export { writeOciImage } from './oci-image.js';
+export type { OciImage, OciIndexImage } from './oci-image.js';
+export { writeOciImage, writeOciIndex } from './oci-image.js';
 export type { DockerRegistry } from './registry.js';
 export { freePort, startDockerRegistry } from './registry.js';
+export type {
+  RegistryTokenServer,
+  RegistryTokenServerOptions,
+  TokenFetch,
+} from './registry-token.js';
+export { startRegistryTokenServer } from './registry-token.js';
 export type { Handler, Recorded, StandIn } from './server.js';
 export { json, startStandIn, unsignedJwt } from './server.js';
 export type { AwsKey, SigV4Check } from './sigv4.js';

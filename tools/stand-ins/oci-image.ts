@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface OciImage {
@@ -13,18 +13,20 @@ export interface OciImage {
 const sha256 = (data: Buffer | string) =>
   `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-/**
- * Writes a single-platform OCI image layout: each layer a gzipped tar (made by the real `tar`
- * and `gzip -n`, so the bytes are reproducible) of the given files, a config whose diff_ids are
- * the uncompressed digests, a manifest, and index.json naming it `tag`. Gzip layers are what
- * registries hold; clients such as skopeo would compress uncompressed ones (and so change the
- * manifest digest) on push.
- */
-export function writeOciImage(
+type Layers = ReadonlyArray<Readonly<Record<string, string | Buffer>>>;
+
+interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+}
+
+/** Writes one platform's layers, config and manifest as blobs; returns the manifest. */
+function writeManifest(
   dir: string,
-  tag: string,
-  layers: ReadonlyArray<Readonly<Record<string, string | Buffer>>>,
-): OciImage {
+  layers: Layers,
+  platform: { os: string; architecture: string },
+): { manifest: Descriptor; layerDigests: string[] } {
   const blobs = join(dir, 'blobs', 'sha256');
   mkdirSync(blobs, { recursive: true });
   const put = (data: Buffer | string) => {
@@ -32,13 +34,13 @@ export function writeOciImage(
     writeFileSync(join(blobs, digest.slice(7)), data);
     return { digest, size: Buffer.byteLength(data) };
   };
-  const layerDescs = layers.map((files, i) => {
-    const root = join(dir, `.layer-${i}`);
+  const layerDescs = layers.map((files) => {
+    const root = mkdtempSync(join(dir, '.layer-'));
     for (const [path, content] of Object.entries(files)) {
       mkdirSync(join(root, path, '..'), { recursive: true });
       writeFileSync(join(root, path), content);
     }
-    const tar = join(dir, `.layer-${i}.tar`);
+    const tar = `${root}.tar`;
     execFileSync('tar', [
       '--sort=name',
       '--mtime=@0',
@@ -62,8 +64,7 @@ export function writeOciImage(
   });
   const config = put(
     JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
+      ...platform,
       config: {},
       rootfs: { type: 'layers', diff_ids: layerDescs.map((l) => l.diffId) },
     }),
@@ -71,28 +72,94 @@ export function writeOciImage(
   const manifest = put(
     JSON.stringify({
       schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      mediaType: MANIFEST,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
       layers: layerDescs.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
     }),
   );
+  return {
+    manifest: { mediaType: MANIFEST, ...manifest },
+    layerDigests: layerDescs.map((l) => l.digest),
+  };
+}
+
+/** Writes `oci-layout` and index.json naming `top` as `tag`. */
+function writeLayout(dir: string, tag: string, top: Descriptor): void {
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   writeFileSync(
     join(dir, 'index.json'),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': tag },
-        },
-      ],
+      manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }],
     }),
   );
+}
+
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const INDEX = 'application/vnd.oci.image.index.v1+json';
+
+/**
+ * Writes a single-platform (linux/amd64) OCI image layout: each layer a gzipped tar (made by the
+ * real `tar` and `gzip -n`, so the bytes are reproducible) of the given files, a config whose
+ * diff_ids are the uncompressed digests, a manifest, and index.json naming it `tag`. Gzip layers
+ * are what registries hold; clients such as skopeo would compress uncompressed ones (and so
+ * change the manifest digest) on push.
+ */
+export function writeOciImage(dir: string, tag: string, layers: Layers): OciImage {
+  const { manifest, layerDigests } = writeManifest(dir, layers, {
+    os: 'linux',
+    architecture: 'amd64',
+  });
+  writeLayout(dir, tag, manifest);
+  return { ref: `oci:${dir}:${tag}`, manifestDigest: manifest.digest, layerDigests };
+}
+
+export interface OciIndexImage {
+  /** `oci:<dir>:<tag>` for skopeo (`skopeo copy --all` pushes every platform). */
+  readonly ref: string;
+  /** Digest of the image index. */
+  readonly indexDigest: string;
+  readonly platforms: ReadonlyArray<{
+    readonly os: string;
+    readonly architecture: string;
+    readonly manifestDigest: string;
+    readonly layerDigests: readonly string[];
+  }>;
+}
+
+/**
+ * Writes a multi-platform image: one manifest per platform (as writeOciImage) and an OCI image
+ * index listing them with their platforms, named `tag`.
+ */
+export function writeOciIndex(
+  dir: string,
+  tag: string,
+  platforms: ReadonlyArray<{ os: string; architecture: string; layers: Layers }>,
+): OciIndexImage {
+  const written = platforms.map(({ os, architecture, layers }) => ({
+    os,
+    architecture,
+    ...writeManifest(dir, layers, { os, architecture }),
+  }));
+  const body = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: INDEX,
+    manifests: written.map(({ os, architecture, manifest }) => ({
+      ...manifest,
+      platform: { os, architecture },
+    })),
+  });
+  const digest = sha256(body);
+  writeFileSync(join(dir, 'blobs', 'sha256', digest.slice(7)), body);
+  writeLayout(dir, tag, { mediaType: INDEX, digest, size: Buffer.byteLength(body) });
   return {
     ref: `oci:${dir}:${tag}`,
-    manifestDigest: manifest.digest,
-    layerDigests: layerDescs.map((l) => l.digest),
+    indexDigest: digest,
+    platforms: written.map(({ os, architecture, manifest, layerDigests }) => ({
+      os,
+      architecture,
+      manifestDigest: manifest.digest,
+      layerDigests,
+    })),
   };
 }

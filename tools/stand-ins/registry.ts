@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RegistryTokenServer } from './registry-token.js';
 
 export interface DockerRegistry {
   /** `127.0.0.1:PORT` */
@@ -26,10 +27,14 @@ export async function freePort(): Promise<number> {
 /**
  * The real distribution registry (Debian `docker-registry`, 2.8) on 127.0.0.1 with filesystem
  * storage in a temp dir; with `htpasswd`, Basic auth through a bcrypt file made by the real
- * `htpasswd -B`.
+ * `htpasswd -B`; with `token`, distribution's token auth trusting that token server's certificate
+ * (the way Docker Hub's registry trusts its auth service).
  */
 export async function startDockerRegistry(
-  options: { htpasswd?: { user: string; password: string } } = {},
+  options: {
+    htpasswd?: { user: string; password: string };
+    token?: Pick<RegistryTokenServer, 'realm' | 'service' | 'issuer' | 'certFile'>;
+  } = {},
 ): Promise<DockerRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'docker-registry-'));
   const port = await freePort();
@@ -48,6 +53,12 @@ export async function startDockerRegistry(
     );
     writeFileSync(file, line);
     lines.push(`auth: { htpasswd: { realm: stand-in, path: ${file} } }`);
+  }
+  if (options.token) {
+    const { realm, service, issuer, certFile } = options.token;
+    lines.push(
+      `auth: { token: { realm: "${realm}", service: "${service}", issuer: "${issuer}", rootcertbundle: ${certFile} } }`,
+    );
   }
   writeFileSync(join(dir, 'config.yml'), `${lines.join('\n')}\n`);
   const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], {
