@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { json, type StandIn, startStandIn } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createProxyApp } from './app.js';
+import { requestInfo } from './observe.js';
 
 const MANIFEST = JSON.stringify({
   schemaVersion: 2,
@@ -129,6 +130,26 @@ describe('createProxyApp', () => {
     expect(sent?.path).toBe('/v2/up/team/app/manifests/v1');
     expect(sent?.headers.accept).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(sent?.headers.authorization).toBeUndefined();
+  });
+
+  it('records what it learnt about each request for logs and metrics', async () => {
+    const manifest = new Request('http://proxy.test/v2/mirror/team/app/manifests/v1');
+    expect((await app().request(manifest)).status).toBe(200);
+    expect(requestInfo(manifest)).toEqual({
+      kind: 'manifest',
+      repository: 'mirror/team/app',
+      reference: 'v1',
+      identity: 'anonymous',
+      upstream: 'local',
+      digest: MANIFEST_DIGEST,
+    });
+    const missing = new Request('http://proxy.test/v2/mirror/other/manifests/v1');
+    expect((await app().request(missing)).status).toBe(404);
+    expect(requestInfo(missing).digest).toBeUndefined();
+    expect(requestInfo(missing).upstream).toBe('local');
+    const blob = new Request(`http://proxy.test/v2/mirror/team/app/blobs/${BLOB_DIGEST}`);
+    await (await app().request(blob)).arrayBuffer();
+    expect(requestInfo(blob)).toMatchObject({ kind: 'blob', upstream: 'local' });
   });
 
   it('verifies a manifest fetched by digest', async () => {

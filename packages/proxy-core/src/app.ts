@@ -5,6 +5,7 @@ import { type Context, Hono } from 'hono';
 import { ChallengeError, mountTokenRoutes, requireToken } from './client-auth.js';
 import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from './config.js';
 import { RegistryError } from './errors.js';
+import { requestInfo } from './observe.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
@@ -76,6 +77,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         credentials: credentialsFor(u, registryAuth),
         fetch: doFetch,
         now,
+        ...(options.observer ? { observer: options.observer } : {}),
       }),
     ]),
   );
@@ -216,9 +218,15 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   app.all('/v2/*', (c) => handle(c));
 
   async function handle(c: Context): Promise<Response> {
+    const info = requestInfo(c.req.raw);
     const req = parseV2Path(requestPath(c));
     const method = c.req.method;
-    if (clientAuth) await requireToken(c, clientAuth, 'name' in req ? req.name : undefined);
+    info.kind = req.kind;
+    if ('name' in req) info.repository = req.name;
+    if (req.kind === 'manifest') info.reference = req.reference;
+    info.identity = clientAuth
+      ? (await requireToken(c, clientAuth, 'name' in req ? req.name : undefined)).subject
+      : 'anonymous';
     const read = method === 'GET' || method === 'HEAD';
     if (req.kind === 'ping') {
       if (!read)
@@ -239,6 +247,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       ns: c.req.query('ns'),
     });
     const { upstream, upstreamName } = routed;
+    info.upstream = upstream.name;
     const passError = (res: Response) => upstreamError(res, upstream, upstreamName, req.name);
 
     switch (req.kind) {
@@ -249,7 +258,9 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
           const res = await send(c.req.raw.signal, routed, path, { method, headers: { accept } });
           if (!res.ok) return passError(res);
           await res.body?.cancel();
-          return new Response(null, { status: 200, headers: passedHeaders(res) });
+          const headers = passedHeaders(res);
+          info.digest = headers.get('docker-content-digest') ?? undefined;
+          return new Response(null, { status: 200, headers });
         }
         // Identical GETs in flight share one upstream fetch (200 nodes pulling a new image).
         const key = `${upstream.name}\n${upstreamName}\n${req.reference}\n${accept}`;
@@ -265,6 +276,8 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
           manifestFetches.set(key, shared);
         }
         const got = await shared;
+        if (got.status === 200)
+          info.digest = got.headers.find(([k]) => k === 'docker-content-digest')?.[1];
         return new Response(got.body, { status: got.status, headers: got.headers });
       }
       case 'blob': {

@@ -3,6 +3,7 @@ import { type StandIn, startStandIn } from '@org/tools/stand-ins';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createProxyApp } from './app.js';
+import { requestInfo } from './observe.js';
 import { createTokenService } from './token-service.js';
 
 const REALM = 'https://docker.example.com/token';
@@ -75,11 +76,13 @@ describe('client authentication', () => {
     expect((await app.request('/v2/', { headers: { authorization: `Bearer ${t}` } })).status).toBe(
       200,
     );
-    const res = await app.request('/v2/team-a/app/manifests/v1', {
+    const pull = new Request('http://proxy.test/v2/team-a/app/manifests/v1', {
       headers: { authorization: `Bearer ${t}` },
     });
+    const res = await app.request(pull);
     expect(res.status).toBe(200);
     expect(upstream.requests[0]?.headers.authorization).toBeUndefined();
+    expect(requestInfo(pull).identity).toBe('users:alice');
   });
 
   it('issues from the OAuth2 POST form too, and answers docker login (no scope)', async () => {

@@ -1,5 +1,6 @@
 import type { Context, Hono } from 'hono';
 import { RegistryError } from './errors.js';
+import { requestInfo } from './observe.js';
 import type { TokenService, VerifiedToken } from './token-service.js';
 
 const MAX_CREDENTIAL_HEADER = 4096;
@@ -75,12 +76,14 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
   app.get('/.well-known/jwks.json', (c) => c.json(auth.tokens.jwks()));
 
   app.get('/token', async (c) => {
+    requestInfo(c.req.raw).kind = 'token';
     checkService(c.req.query('service'), auth);
     const login = basicLogin(c.req.header('authorization'));
     return c.json(await auth.tokens.issue(login, c.req.queries('scope') ?? []));
   });
 
   app.post('/token', async (c) => {
+    requestInfo(c.req.raw).kind = 'token';
     const form = await c.req.parseBody();
     const get = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
     checkService(get('service'), auth);

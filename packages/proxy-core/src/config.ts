@@ -1,5 +1,6 @@
 import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-auth';
 import { registryHostOf, validateRepositoryName } from '@org/registry-domains';
+import type { ProxyObserver } from './observe.js';
 import type { TokenService } from './token-service.js';
 
 /** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
@@ -66,6 +67,8 @@ export interface ProxyCoreOptions {
   readonly registryAuth?: RegistryAuth;
   /** Clock in milliseconds. Default `Date.now`. */
   readonly now?: () => number;
+  /** Metric hooks (per-request facts are in {@link requestInfo}). */
+  readonly observer?: ProxyObserver;
 }
 
 export interface ResolvedUpstream extends UpstreamConfig {

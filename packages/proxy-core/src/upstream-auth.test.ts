@@ -78,6 +78,7 @@ function app(
   extra: {
     credentials?: Parameters<typeof createProxyApp>[0]['upstreams'][number]['credentials'];
     now?: () => number;
+    observer?: Parameters<typeof createProxyApp>[0]['observer'];
   } = {},
 ) {
   return createProxyApp({
@@ -91,6 +92,7 @@ function app(
       },
     ],
     ...(extra.now ? { now: extra.now } : {}),
+    ...(extra.observer ? { observer: extra.observer } : {}),
   });
 }
 const tokenRequests = () => upstream.requests.filter((r) => r.path === '/token');
@@ -120,6 +122,18 @@ describe('upstream authentication', () => {
     const text = await res.text();
     expect(text).toContain('refused');
     expect(text).not.toContain('wrong');
+  });
+
+  it('tells the observer about each token fetch and its outcome', async () => {
+    const seen: string[] = [];
+    const observer = { upstreamTokenFetch: (u: string, ok: boolean) => seen.push(`${u}:${ok}`) };
+    await app({ observer }).request('/v2/team/app/manifests/v1');
+    requireCreds = true;
+    await app({
+      observer,
+      credentials: { provider: 'static', username: 'puller', password: 'wrong' },
+    }).request('/v2/team/app/manifests/v1');
+    expect(seen).toEqual(['protected:true', 'protected:false']);
   });
 
   it('makes one token fetch for 50 concurrent requests', async () => {

@@ -1,6 +1,7 @@
 import { parseChallenges } from './challenge.js';
 import type { ResolvedUpstream } from './config.js';
 import { RegistryError } from './errors.js';
+import type { ProxyObserver } from './observe.js';
 
 /** Username and password for an upstream, or none (anonymous). */
 export type UpstreamCredentials = () => Promise<{ username: string; password: string } | undefined>;
@@ -25,6 +26,7 @@ export class UpstreamAuth {
   readonly #credentials: UpstreamCredentials;
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
+  readonly #observer: ProxyObserver;
   readonly #cache = new Map<string, Cached>();
   readonly #inflight = new Map<string, Promise<string>>();
   /** Token fetches made (for metrics and tests). */
@@ -35,11 +37,13 @@ export class UpstreamAuth {
     credentials: UpstreamCredentials;
     fetch: typeof fetch;
     now: () => number;
+    observer?: ProxyObserver;
   }) {
     this.#upstream = options.upstream;
     this.#credentials = options.credentials;
     this.#fetch = options.fetch;
     this.#now = options.now;
+    this.#observer = options.observer ?? {};
   }
 
   /** The Authorization header cached for `scope`, if still good. */
@@ -127,6 +131,22 @@ export class UpstreamAuth {
   }
 
   async #token(
+    realm: URL,
+    service: string | undefined,
+    scope: string,
+    creds: { username: string; password: string } | undefined,
+  ): Promise<{ token: string; seconds: number }> {
+    try {
+      const got = await this.#fetchToken(realm, service, scope, creds);
+      this.#observer.upstreamTokenFetch?.(this.#upstream.name, true);
+      return got;
+    } catch (err) {
+      this.#observer.upstreamTokenFetch?.(this.#upstream.name, false);
+      throw err;
+    }
+  }
+
+  async #fetchToken(
     realm: URL,
     service: string | undefined,
     scope: string,
