@@ -37,6 +37,32 @@ describe('config', () => {
     expect(loadConfig(json).upstreams).toHaveLength(1);
   });
 
+  it('takes vanity hosts and containerd ns per upstream, and server.tls (both files)', () => {
+    const config = checkConfig(
+      {
+        server: { tls: { certFile: '/tls/tls.crt', keyFile: '/tls/tls.key' } },
+        upstreams: [
+          { name: 'gcr', prefix: '', url: 'https://gcr.io', hosts: ['gcr.example.com'] },
+          { name: 'hub', prefix: '', url: 'https://registry-1.docker.io', ns: ['docker.io'] },
+        ],
+      },
+      'test',
+    );
+    expect(coreOptions(config).upstreams).toEqual([
+      expect.objectContaining({ name: 'gcr', hosts: ['gcr.example.com'] }),
+      expect.objectContaining({ name: 'hub', ns: ['docker.io'] }),
+    ]);
+    expect(() =>
+      checkConfig(
+        {
+          server: { tls: { certFile: '/tls/tls.crt' } },
+          upstreams: [{ name: 'x', prefix: '', url: 'https://r.example.com', hosts: [] }],
+        },
+        'test',
+      ),
+    ).toThrow(/server\.tls\.keyFile.*upstreams\.0\.hosts/);
+  });
+
   it('accepts its embedded default', () => {
     expect(checkConfig(EMBEDDED_DEFAULT, 'default')).toEqual(EMBEDDED_DEFAULT);
   });

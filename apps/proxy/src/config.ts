@@ -47,6 +47,8 @@ const upstream = z
     repositoryPrefix: z.string().optional(),
     dockerHubLibrary: z.boolean().optional(),
     credentials: credentials.optional(),
+    hosts: z.array(z.string().min(1)).min(1).optional(),
+    ns: z.array(z.string().min(1)).min(1).optional(),
   })
   .strict();
 
@@ -97,7 +99,18 @@ const auth = z
 export const configSchema = z
   .object({
     server: z
-      .object({ listen: hostPort.optional(), publicUrl: z.url().optional() })
+      .object({
+        listen: hostPort.optional(),
+        publicUrl: z.url().optional(),
+        tls: z
+          .object({
+            certFile: z.string().min(1),
+            keyFile: z.string().min(1),
+            reloadIntervalSeconds: z.number().int().min(1).max(3600).optional(),
+          })
+          .strict()
+          .optional(),
+      })
       .strict()
       .optional(),
     auth: auth.optional(),
@@ -180,6 +193,8 @@ export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
       url: u.url,
       ...(u.repositoryPrefix === undefined ? {} : { repositoryPrefix: u.repositoryPrefix }),
       ...(u.dockerHubLibrary === undefined ? {} : { dockerHubLibrary: u.dockerHubLibrary }),
+      ...(u.hosts === undefined ? {} : { hosts: u.hosts }),
+      ...(u.ns === undefined ? {} : { ns: u.ns }),
       // zod's optional fields are `T | undefined`; the values are the schema-checked ones.
       ...(u.credentials === undefined
         ? {}

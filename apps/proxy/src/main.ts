@@ -4,9 +4,11 @@
  * and shuts down gracefully. Logic lives in packages.
  */
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createProxyApp } from '@org/proxy-core';
+import { RegistryAuth } from '@org/registry-auth';
 import {
   setRegistryValidationDefaults,
   skipRegistryValidationFromEnv,
@@ -20,6 +22,9 @@ import {
   loadConfig,
   type ProxyConfig,
 } from './config.js';
+import { log } from './log.js';
+import { createObservability } from './observe.js';
+import { readTls, reloadTlsOnChange } from './tls.js';
 
 const USAGE = `usage: registry-proxy serve [--config FILE] [--listen HOST:PORT] [--skip-registry-validation]
        registry-proxy --help
@@ -30,12 +35,6 @@ const USAGE = `usage: registry-proxy serve [--config FILE] [--listen HOST:PORT] 
   --skip-registry-validation  accept any host for cloud credentials (SKIP_REGISTRY_VALIDATION=true too);
                               cloud credentials are then sent to that host
 `;
-
-function log(level: string, msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(
-    `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`,
-  );
-}
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`registry-proxy: ${message}\n`);
@@ -82,6 +81,7 @@ async function main(): Promise<void> {
   const hostname = m[1] ?? (m[2] || '0.0.0.0');
   const port = Number(m[3]);
 
+  const observe = createObservability(log);
   let proxy: Hono;
   try {
     const clientAuth = await clientAuthFromConfig(config);
@@ -94,20 +94,43 @@ async function main(): Promise<void> {
     proxy = createProxyApp({
       ...coreOptions(config),
       ...(clientAuth ? { auth: clientAuth.auth } : {}),
+      registryAuth: new RegistryAuth({ cache: { metrics: observe.credentialMetrics } }),
+      observer: observe.observer,
     });
   } catch (err) {
     fail(`invalid config: ${(err as Error).message.split('\n').join('; ')}`);
   }
+  const tls = config.server?.tls;
+  let tlsPair: ReturnType<typeof readTls> | undefined;
+  if (tls) {
+    try {
+      tlsPair = readTls(tls);
+    } catch (err) {
+      fail(`cannot read server.tls files: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  }
+
+  let stopping = false;
   const app = new Hono();
   app.get('/healthz', (c) => c.text('ok'));
-  app.get('/readyz', (c) => c.text('ready'));
+  // Not ready while shutting down, so load balancers stop sending new pulls first.
+  app.get('/readyz', (c) => (stopping ? c.text('stopping', 503) : c.text('ready')));
+  app.get('/metrics', async (c) => {
+    const { contentType, body } = await observe.metrics();
+    return c.body(body, 200, { 'content-type': contentType });
+  });
+  app.use('/v2/*', observe.middleware);
+  app.use('/v2', observe.middleware);
+  app.use('/token', observe.middleware);
   app.route('/', proxy);
 
-  const server = serve({ fetch: app.fetch, hostname, port }, (info: AddressInfo) => {
+  const options = tlsPair ? { createServer: createHttpsServer, serverOptions: { ...tlsPair } } : {};
+  const server = serve({ fetch: app.fetch, hostname, port, ...options }, (info: AddressInfo) => {
     const address =
       info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
     log('info', 'listening', {
       address,
+      tls: tlsPair !== undefined,
       upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url })),
     });
     if (!args.config)
@@ -117,8 +140,10 @@ async function main(): Promise<void> {
   http.on('error', (err: NodeJS.ErrnoException) =>
     fail(`cannot listen on ${listen}: ${err.code ?? err.message}`),
   );
+  if (tls) {
+    reloadTlsOnChange(server as HttpsServer, tls, (tls.reloadIntervalSeconds ?? 10) * 1000, log);
+  }
 
-  let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;

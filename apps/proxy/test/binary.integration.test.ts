@@ -1,8 +1,7 @@
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import {
   type DockerRegistry,
@@ -12,9 +11,9 @@ import {
   writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main, start } from './start.js';
 
 const run = promisify(execFile);
-const main = join(import.meta.dirname, '..', 'dist', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-bin-'));
 let registry: DockerRegistry;
 let image: OciImage;
@@ -33,17 +32,6 @@ afterAll(async () => {
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Starts the built binary and waits for its "listening" log line. */
-async function start(args: string[]): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  for await (const line of lines) {
-    const entry = JSON.parse(line) as { msg: string; address?: string };
-    if (entry.msg === 'listening' && entry.address) return { child, address: entry.address };
-  }
-  throw new Error('registry-proxy exited before listening');
-}
 
 describe('registry-proxy (the built binary)', () => {
   it('serves a config file: skopeo pulls through it, health answers, SIGTERM stops it cleanly', async () => {

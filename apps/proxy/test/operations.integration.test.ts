@@ -1,0 +1,247 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { promisify } from 'node:util';
+import {
+  type DockerRegistry,
+  freePort,
+  type OciImage,
+  startDockerRegistry,
+  writeOciImage,
+} from '@org/tools/stand-ins';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { start } from './start.js';
+
+/** What an operator relies on: logs, audit lines, request ids, /metrics, TLS and its reload. */
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-ops-'));
+let registry: DockerRegistry;
+let image: OciImage;
+
+beforeAll(async () => {
+  registry = await startDockerRegistry();
+  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'operations\n' }]);
+  await run('skopeo', [
+    'copy',
+    '--dest-tls-verify=false',
+    image.ref,
+    `docker://${registry.host}/acme/app:v1`,
+  ]);
+}, 60_000);
+afterAll(async () => {
+  await registry?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function authConfig(port: number, extraServer = '', scheme = 'http'): string {
+  const htpasswd = join(dir, 'htpasswd');
+  writeFileSync(
+    htpasswd,
+    execFileSync('htpasswd', ['-Bbn', 'alice', 'wonderland'], { encoding: 'utf8' }),
+  );
+  const config = join(dir, `proxy-${port}.yaml`);
+  writeFileSync(
+    config,
+    [
+      `server: { listen: "127.0.0.1:${port}", publicUrl: "${scheme}://127.0.0.1:${port}"${extraServer} }`,
+      'auth:',
+      `  plugins: [ { name: users, type: htpasswd, file: ${htpasswd} } ]`,
+      '  policy: [ { identities: ["users:alice"], repositories: ["mirror/**"], actions: ["pull"] } ]',
+      'upstreams:',
+      `  - { name: local, prefix: mirror, url: "${registry.url}", repositoryPrefix: acme }`,
+    ].join('\n'),
+  );
+  return config;
+}
+
+/** The certificate a TLS server presents, by SHA-256 fingerprint. */
+function servedFingerprint(address: string): Promise<string> {
+  const [host, port] = address.split(':');
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port: Number(port), rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 by the real openssl; returns its fingerprint. */
+function makeCert(certFile: string, keyFile: string): string {
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  return execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', certFile], {
+    encoding: 'utf8',
+  })
+    .trim()
+    .replace(/^.*=/, '');
+}
+
+describe('operating the proxy', () => {
+  it('logs each request with an id, one audit line per manifest pull, and never a secret', async () => {
+    const port = await freePort();
+    const proxy = await start(['serve', '--config', authConfig(port)]);
+    try {
+      await run('skopeo', [
+        'copy',
+        '--src-tls-verify=false',
+        '--src-creds',
+        'alice:wonderland',
+        `docker://${proxy.address}/mirror/app:v1`,
+        `oci:${join(dir, 'pulled')}:v1`,
+      ]);
+      const ping = await fetch(`http://${proxy.address}/v2/`, {
+        headers: { 'x-request-id': 'trace-123' },
+      });
+      expect(ping.headers.get('x-request-id')).toBe('trace-123');
+      for (const hostile of ['a "quoted" id', 'x'.repeat(300)]) {
+        const res = await fetch(`http://${proxy.address}/v2/`, {
+          headers: { 'x-request-id': hostile },
+        });
+        expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      }
+      await proxy.waitForLine((l) => l.requestId === 'trace-123');
+      await proxy.waitForLine((l) => l.msg === 'manifest pull');
+
+      const audit = proxy.lines.filter((l) => l.msg === 'manifest pull');
+      expect(audit).toEqual([
+        expect.objectContaining({
+          audit: true,
+          identity: 'users:alice',
+          repository: 'mirror/app',
+          reference: 'v1',
+          digest: image.manifestDigest,
+          upstream: 'local',
+          requestId: expect.any(String),
+        }),
+      ]);
+      const requests = proxy.lines.filter((l) => l.msg === 'request');
+      const blob = requests.find((l) => l.route === 'blob' && l.status === 200);
+      expect(blob).toMatchObject({ method: 'GET', upstream: 'local', identity: 'users:alice' });
+      expect(blob?.bytes).toBeGreaterThan(0);
+      expect(requests.find((l) => l.requestId === 'trace-123')).toMatchObject({
+        route: 'ping',
+        status: 401,
+      });
+      const ids = requests.map((l) => l.requestId);
+      expect(new Set(ids).size).toBe(ids.length);
+      const all = proxy.lines.map((l) => JSON.stringify(l)).join('\n');
+      expect(all).not.toContain('wonderland');
+      expect(all).not.toMatch(/Bearer |Basic |eyJ/);
+    } finally {
+      expect(await proxy.stop()).toBe(0);
+    }
+  });
+
+  it('exports Prometheus metrics: requests by route/status/upstream, durations, bytes, process', async () => {
+    const port = await freePort();
+    const proxy = await start(['serve', '--config', authConfig(port)]);
+    try {
+      await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        'alice:wonderland',
+        `docker://${proxy.address}/mirror/app:v1`,
+      ]);
+      await proxy.waitForLine((l) => l.route === 'manifest' && l.status === 200);
+      const res = await fetch(`http://${proxy.address}/metrics`);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      const text = await res.text();
+      const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+      expect(
+        value(
+          /registry_proxy_requests_total\{route="manifest",method="GET",status="200",upstream="local"\} (\d+)/,
+        ),
+      ).toBe(1);
+      expect(
+        value(
+          /registry_proxy_requests_total\{route="ping",method="GET",status="401",upstream=""\} (\d+)/,
+        ),
+      ).toBeGreaterThanOrEqual(1);
+      expect(
+        value(/registry_proxy_requests_total\{route="token",method="GET",status="200".*\} (\d+)/),
+      ).toBeGreaterThanOrEqual(1);
+      expect(
+        value(
+          /registry_proxy_request_duration_seconds_count\{route="manifest",upstream="local"\} (\d+)/,
+        ),
+      ).toBe(1);
+      expect(
+        value(/registry_proxy_response_bytes_total\{route="manifest",upstream="local"\} (\d+)/),
+      ).toBeGreaterThan(0);
+      expect(value(/registry_proxy_process_resident_memory_bytes (\d+)/)).toBeGreaterThan(0);
+      expect(text).toContain('# TYPE registry_proxy_upstream_token_fetches_total counter');
+      expect(text).toContain('# TYPE registry_proxy_credential_cache_total counter');
+      expect(text).not.toContain('alice');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('serves TLS and picks up a renewed certificate without a restart; a broken one is refused', async () => {
+    const certFile = join(dir, 'tls.crt');
+    const keyFile = join(dir, 'tls.key');
+    const first = makeCert(certFile, keyFile);
+    const port = await freePort();
+    const config = authConfig(
+      port,
+      `, tls: { certFile: "${certFile}", keyFile: "${keyFile}", reloadIntervalSeconds: 1 }`,
+      'https',
+    );
+    const proxy = await start(['serve', '--config', config]);
+    try {
+      expect(proxy.lines.find((l) => l.msg === 'listening')).toMatchObject({ tls: true });
+      expect(await servedFingerprint(proxy.address)).toBe(first);
+      // skopeo speaks https to it (verification off: the test certificate is self-signed)
+      const { stdout } = await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        'alice:wonderland',
+        `docker://${proxy.address}/mirror/app:v1`,
+      ]);
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+
+      // renew the way cert-manager does: both files replaced
+      const second = makeCert(join(dir, 'new.crt'), join(dir, 'new.key'));
+      renameSync(join(dir, 'new.key'), keyFile);
+      renameSync(join(dir, 'new.crt'), certFile);
+      const deadline = Date.now() + 30_000;
+      while ((await servedFingerprint(proxy.address)) !== second) {
+        if (Date.now() > deadline) throw new Error('the renewed certificate was never served');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(proxy.lines.some((l) => l.msg === 'tls certificate reloaded')).toBe(true);
+
+      writeFileSync(certFile, 'not a certificate\n');
+      await proxy.waitForLine((l) => String(l.msg).startsWith('tls certificate reload failed'));
+      expect(await servedFingerprint(proxy.address)).toBe(second);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
