@@ -29,7 +29,7 @@ export interface RegistryTokenServer {
 }
 
 export interface RegistryTokenServerOptions {
-  /** username -> password; these get pull and push on every repository they ask for. */
+  /** username -> password; these get pull and push on every repository, and the catalog. */
   readonly users?: Readonly<Record<string, string>>;
   /** Repository name prefixes anonymous clients may pull (Docker Hub's public images). */
   readonly publicRepositories?: readonly string[];
@@ -102,6 +102,8 @@ export async function startRegistryTokenServer(
       const type = scope.slice(0, first);
       const name = scope.slice(first + 1, cut);
       const asked = scope.slice(cut + 1).split(',');
+      if (type === 'registry' && name === 'catalog' && account !== undefined)
+        return [{ type, name, actions: ['*'] }];
       if (type !== 'repository') return [];
       const allowed =
         account !== undefined

@@ -27,6 +27,10 @@ export function projectConfig(configUrl, overrides = {}) {
       // overwrite these test counts.
       reporters: ['default', ['json', { outputFile: report }]],
       benchmark: { include: ['bench/**/*.bench.ts'] },
+      // Many tests start real programs (registries, skopeo, dockerd): on a busy 2-core machine a
+      // process start alone can take seconds. Generous bounds, never a timing assertion.
+      testTimeout: 30_000,
+      hookTimeout: 180_000,
       ...overrides,
     },
   };

@@ -49,6 +49,7 @@ const upstream = z
     credentials: credentials.optional(),
     hosts: z.array(z.string().min(1)).min(1).optional(),
     ns: z.array(z.string().min(1)).min(1).optional(),
+    catalog: z.boolean().optional(),
   })
   .strict();
 
@@ -195,6 +196,7 @@ export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
       ...(u.dockerHubLibrary === undefined ? {} : { dockerHubLibrary: u.dockerHubLibrary }),
       ...(u.hosts === undefined ? {} : { hosts: u.hosts }),
       ...(u.ns === undefined ? {} : { ns: u.ns }),
+      ...(u.catalog === undefined ? {} : { catalog: u.catalog }),
       // zod's optional fields are `T | undefined`; the values are the schema-checked ones.
       ...(u.credentials === undefined
         ? {}

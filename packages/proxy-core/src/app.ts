@@ -155,10 +155,10 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     routed: Routed,
     path: string,
     init: { method: string; headers: Record<string, string>; handOff?: boolean },
+    scope = `repository:${routed.upstreamName}:pull`,
   ): Promise<Response> => {
-    const { upstream, upstreamName } = routed;
+    const { upstream } = routed;
     const auth = auths.get(upstream.name) as UpstreamAuth;
-    const scope = `repository:${upstreamName}:pull`;
     const url = new URL(path, upstream.base);
     let authorization = auth.cached(scope);
     let res = await once(client, upstream, url, init, authorization);
@@ -225,7 +225,14 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     if ('name' in req) info.repository = req.name;
     if (req.kind === 'manifest') info.reference = req.reference;
     info.identity = clientAuth
-      ? (await requireToken(c, clientAuth, 'name' in req ? req.name : undefined)).subject
+      ? (
+          await requireToken(
+            c,
+            clientAuth,
+            'name' in req ? req.name : undefined,
+            req.kind === 'catalog',
+          )
+        ).subject
       : 'anonymous';
     const read = method === 'GET' || method === 'HEAD';
     if (req.kind === 'ping') {
@@ -233,8 +240,10 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         throw new RegistryError(405, 'UNSUPPORTED', 'the API version check takes GET or HEAD');
       return c.json({}, 200, { [API_VERSION_HEADER]: API_VERSION });
     }
-    if (req.kind === 'catalog')
-      throw new RegistryError(404, 'UNSUPPORTED', 'catalog listing is not enabled on this proxy');
+    if (req.kind === 'catalog') {
+      if (!read) throw new RegistryError(405, 'UNSUPPORTED', 'the catalog takes GET or HEAD');
+      return catalog(c, method);
+    }
     if (req.kind === 'upload' || !read) {
       throw new RegistryError(
         405,
@@ -358,6 +367,84 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         });
       }
     }
+  }
+
+  /**
+   * `/v2/_catalog` from the one upstream that serves it: names under its repositoryPrefix, as
+   * clients name them; `n` passed on, `last` and the `Link` header translated both ways.
+   */
+  async function catalog(c: Context, method: string): Promise<Response> {
+    const upstream = upstreams.find((u) => u.catalog === true);
+    if (upstream === undefined)
+      throw new RegistryError(404, 'UNSUPPORTED', 'catalog listing is not enabled on this proxy');
+    requestInfo(c.req.raw).upstream = upstream.name;
+    const toClient = (name: string): string | undefined => {
+      const inside =
+        upstream.repositoryPrefix === ''
+          ? name
+          : name.startsWith(`${upstream.repositoryPrefix}/`)
+            ? name.slice(upstream.repositoryPrefix.length + 1)
+            : undefined;
+      if (inside === undefined) return undefined;
+      return upstream.prefix === '' ? inside : `${upstream.prefix}/${inside}`;
+    };
+    const toUpstream = (name: string): string | undefined => {
+      const inside =
+        upstream.prefix === ''
+          ? name
+          : name.startsWith(`${upstream.prefix}/`)
+            ? name.slice(upstream.prefix.length + 1)
+            : undefined;
+      if (inside === undefined) return undefined;
+      return upstream.repositoryPrefix === '' ? inside : `${upstream.repositoryPrefix}/${inside}`;
+    };
+    const query = new URLSearchParams();
+    const n = c.req.query('n');
+    if (n !== undefined) {
+      if (!/^\d{1,6}$/.test(n))
+        throw new RegistryError(400, 'PAGINATION_NUMBER_INVALID', 'n must be a number');
+      query.set('n', n);
+    }
+    const last = c.req.query('last');
+    const upstreamLast = last === undefined ? undefined : toUpstream(last);
+    if (upstreamLast !== undefined) query.set('last', upstreamLast);
+    // Names inside `prefix/` sort between `prefix/` and `prefix0` ('0' follows '/'): start there.
+    else if (upstream.repositoryPrefix !== '') query.set('last', `${upstream.repositoryPrefix}/`);
+    const q = query.size > 0 ? `?${query}` : '';
+    const routed = { upstream, upstreamName: '' } as Routed;
+    const res = await send(
+      c.req.raw.signal,
+      routed,
+      `/v2/_catalog${q}`,
+      { method: 'GET', headers: {} },
+      'registry:catalog:*',
+    );
+    if (!res.ok) return upstreamError(res, upstream, '', '');
+    let body: { repositories?: unknown };
+    try {
+      body = JSON.parse((await readCapped(res, manifestMax, upstream)).toString('utf8'));
+    } catch {
+      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${upstream.name} sent a bad catalog`);
+    }
+    const names = Array.isArray(body.repositories) ? body.repositories : [];
+    const repositories = names.flatMap((r) => {
+      const mapped = typeof r === 'string' ? toClient(r) : undefined;
+      return mapped === undefined ? [] : [mapped];
+    });
+    const headers = new Headers({
+      [API_VERSION_HEADER]: API_VERSION,
+      'content-type': 'application/json',
+    });
+    const link = res.headers.get('link');
+    const lastName = names.at(-1);
+    // Another page is worth pointing to only while the upstream is still inside our prefix.
+    if (link && typeof lastName === 'string' && toClient(lastName) !== undefined) {
+      const next = new URLSearchParams({ last: toClient(lastName) as string });
+      if (n !== undefined) next.set('n', n);
+      headers.set('link', `</v2/_catalog?${next}>; rel="next"`);
+    }
+    const text = JSON.stringify({ repositories });
+    return new Response(method === 'HEAD' ? null : text, { status: 200, headers });
   }
 
   return app;
@@ -492,7 +579,7 @@ async function upstreamError(
   }
   let body: unknown;
   try {
-    body = JSON.parse(text.split(upstreamName).join(name));
+    body = JSON.parse(upstreamName === '' ? text : text.split(upstreamName).join(name));
   } catch {
     body = undefined;
   }

@@ -44,8 +44,13 @@ export async function requireToken(
   c: Context,
   auth: ClientAuth,
   name: string | undefined,
+  catalog = false,
 ): Promise<VerifiedToken> {
-  const scope = name === undefined ? undefined : `repository:${name}:pull`;
+  const scope = catalog
+    ? 'registry:catalog:*'
+    : name === undefined
+      ? undefined
+      : `repository:${name}:pull`;
   const header = c.req.header('authorization') ?? '';
   const bearer = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header)?.[1];
   if (bearer === undefined) {
@@ -61,7 +66,11 @@ export async function requireToken(
       challenge(auth, scope, 'invalid_token'),
     );
   }
-  if (name !== undefined && !auth.tokens.allows(token, name, 'pull')) {
+  if (
+    catalog
+      ? !auth.tokens.allowsCatalog(token)
+      : name !== undefined && !auth.tokens.allows(token, name, 'pull')
+  ) {
     throw new ChallengeError(
       'DENIED',
       'requested access to the resource is denied',

@@ -35,6 +35,11 @@ export interface UpstreamConfig {
    * `ns=<registry>` query parameter on mirror requests (`docker.io`, `gcr.io`). Absent: any.
    */
   readonly ns?: readonly string[];
+  /**
+   * Serve `/v2/_catalog` from this upstream (at most one may): its repositories under
+   * `repositoryPrefix`, named as clients see them. Default false: `_catalog` is refused.
+   */
+  readonly catalog?: boolean;
 }
 
 export interface ProxyCoreOptions {
@@ -149,6 +154,8 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
     const specificity = (u.hosts ? 1 : 0) + (u.ns ? 1 : 0);
     return { ...u, base, repositoryPrefix, specificity };
   });
+  if (out.filter((u) => u.catalog === true).length > 1)
+    throw new TypeError('upstreams: catalog can be served by one upstream only');
   if (
     options.blobs !== undefined &&
     options.blobs.mode !== 'stream' &&

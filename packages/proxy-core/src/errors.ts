@@ -1,5 +1,6 @@
 /**
- * OCI distribution-spec error codes (§ error codes) plus distribution's UNKNOWN / UNAVAILABLE.
+ * OCI distribution-spec error codes (§ error codes) plus distribution's UNKNOWN / UNAVAILABLE and
+ * PAGINATION_NUMBER_INVALID (its catalog's bad `n`).
  */
 export type OciErrorCode =
   | 'BLOB_UNKNOWN'
@@ -15,7 +16,8 @@ export type OciErrorCode =
   | 'UNSUPPORTED'
   | 'TOOMANYREQUESTS'
   | 'UNKNOWN'
-  | 'UNAVAILABLE';
+  | 'UNAVAILABLE'
+  | 'PAGINATION_NUMBER_INVALID';
 
 /**
  * An error answered to the client as OCI error JSON: `{"errors":[{"code","message","detail"}]}`

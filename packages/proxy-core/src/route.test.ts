@@ -115,6 +115,15 @@ describe('route', () => {
       { upstreams: [{ name: 'a', prefix: '', url: 'http://x' }], manifestMaxBytes: 0 },
       /manifestMaxBytes/,
     ],
+    [
+      {
+        upstreams: [
+          { name: 'a', prefix: 'a', url: 'http://x', catalog: true },
+          { name: 'b', prefix: 'b', url: 'http://y', catalog: true },
+        ],
+      },
+      /catalog can be served by one upstream only/,
+    ],
   ])('refuses bad options %#', (options, message) => {
     expect(() => resolveUpstreams(options as never)).toThrow(message);
   });

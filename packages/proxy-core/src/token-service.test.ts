@@ -175,6 +175,41 @@ describe('token service', () => {
     await refused(token);
   });
 
+  it('grants the catalog only where the policy allows pulling everything (`**`)', async () => {
+    const catalogFor = async (rules: Parameters<typeof createPolicy>[0]) => {
+      const tokens = await createTokenService({
+        plugins: [users],
+        policy: createPolicy(rules),
+        issuer: 'https://docker.example.com',
+        service: 'docker.example.com',
+        keyPair: keys,
+        now: () => t,
+      });
+      const issued = await tokens.issue({ username: 'bob', password: 'builder' }, [
+        'registry:catalog:*',
+      ]);
+      return tokens.allowsCatalog(await tokens.verify(issued.token));
+    };
+    expect(
+      await catalogFor([{ identities: ['users:bob'], repositories: ['**'], actions: ['pull'] }]),
+    ).toBe(true);
+    expect(
+      await catalogFor([
+        { identities: ['users:bob'], repositories: ['_catalog/*'], actions: ['pull'] },
+      ]),
+    ).toBe(true);
+    for (const repositories of [['*'], ['team-a/**'], ['_catalog']]) {
+      expect(
+        await catalogFor([{ identities: ['users:bob'], repositories, actions: ['pull'] }]),
+      ).toBe(false);
+    }
+    // a catalog grant is not a repository grant
+    const token = await service.issue({ username: 'alice', password: 'wonderland' }, [
+      'registry:catalog:*',
+    ]);
+    expect(service.allowsCatalog(await service.verify(token.token))).toBe(false);
+  });
+
   it('publishes only the public key', () => {
     const [key] = service.jwks().keys;
     expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });

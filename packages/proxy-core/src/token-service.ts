@@ -13,9 +13,16 @@ import {
 } from 'jose';
 import { RegistryError } from './errors.js';
 
+/**
+ * Listing the catalog is granted to identities the policy lets pull this name: rules with `**`,
+ * or one naming `_catalog/*` explicitly. `team-a/**` or a bare `*` do not match it.
+ */
+export const CATALOG_PSEUDO_REPOSITORY = '_catalog/list';
+
 /** One grant in a token's `access` claim (distribution token spec). */
 export interface Access {
-  readonly type: 'repository';
+  /** `repository`, or `registry` with name `catalog` for `/v2/_catalog`. */
+  readonly type: 'repository' | 'registry';
   readonly name: string;
   readonly actions: readonly string[];
 }
@@ -55,6 +62,8 @@ export interface TokenService {
   verify(token: string): Promise<VerifiedToken>;
   /** Whether a verified token covers `action` on `repository`. */
   allows(token: VerifiedToken, repository: string, action: 'pull' | 'push'): boolean;
+  /** Whether a verified token may list the catalog (`registry:catalog:*`). */
+  allowsCatalog(token: VerifiedToken): boolean;
   /** The public key as a JWK set, for `/.well-known/jwks.json`. */
   jwks(): { keys: JWK[] };
 }
@@ -132,6 +141,12 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
         const actions = options.policy.grant(identity, requested.name, requested.actions);
         if (actions.length > 0) access.push({ type: 'repository', name: requested.name, actions });
       }
+      if (
+        scopes.some((s) => s.split(' ').some((one) => one.startsWith('registry:catalog:'))) &&
+        options.policy.grant(identity, CATALOG_PSEUDO_REPOSITORY, ['pull']).length > 0
+      ) {
+        access.push({ type: 'registry', name: 'catalog', actions: ['*'] });
+      }
       const iat = Math.floor(now() / 1000);
       const token = await new SignJWT({ access })
         .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
@@ -169,7 +184,7 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
           (a): a is Access =>
             a !== null &&
             typeof a === 'object' &&
-            a.type === 'repository' &&
+            (a.type === 'repository' || a.type === 'registry') &&
             typeof a.name === 'string' &&
             Array.isArray(a.actions) &&
             a.actions.every((x: unknown) => typeof x === 'string'),
@@ -181,7 +196,15 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
     },
 
     allows(token, repository, action) {
-      return token.access.some((a) => a.name === repository && a.actions.includes(action));
+      return token.access.some(
+        (a) => a.type === 'repository' && a.name === repository && a.actions.includes(action),
+      );
+    },
+
+    allowsCatalog(token) {
+      return token.access.some(
+        (a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'),
+      );
     },
 
     jwks() {

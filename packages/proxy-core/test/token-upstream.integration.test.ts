@@ -77,12 +77,14 @@ beforeAll(async () => {
       users: [
         { username: 'alice', password: 'wonderland' },
         { username: 'bob', password: 'builder' },
+        { username: 'admin', password: 'root-of-trust' },
       ],
     }),
   ];
   const policy = createPolicy([
     { identities: ['users:alice'], repositories: ['team-a/**', 'hub/**'], actions: ['pull'] },
     { identities: ['users:bob'], repositories: ['team-b/**'], actions: ['pull'] },
+    { identities: ['users:admin'], repositories: ['**'], actions: ['pull'] },
   ]);
   const port = await freePort();
   const served = await serveOnLoopback(
@@ -96,6 +98,14 @@ beforeAll(async () => {
         },
         // anonymous, like Docker Hub's public images
         { name: 'hub', prefix: 'hub', url: registry.url, dockerHubLibrary: true },
+        {
+          name: 'mirror',
+          prefix: 'mirror',
+          url: registry.url,
+          repositoryPrefix: 'team-a',
+          catalog: true,
+          credentials: { provider: 'static', username: 'proxy', password: 'proxy-secret' },
+        },
       ],
       auth: {
         tokens: await createTokenService({
@@ -233,6 +243,50 @@ describe('a token-authenticated upstream behind our token-authenticated proxy', 
       expect(f.account).toBeUndefined();
       expect(f.scopes).toEqual(['repository:library/hello:pull']);
     }
+  });
+});
+
+describe('the catalog', () => {
+  const tokenFor = async (user: string, password: string) => {
+    const res = await fetch(
+      `http://${proxy}/token?service=${SERVICE}&scope=${encodeURIComponent('registry:catalog:*')}`,
+      {
+        headers: {
+          authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+        },
+      },
+    );
+    return ((await res.json()) as { token: string }).token;
+  };
+
+  it("lists the catalog upstream's repositories under its prefix, as clients name them, page by page", async () => {
+    const token = await tokenFor('admin', 'root-of-trust');
+    const headers = { authorization: `Bearer ${token}` };
+    const all = await fetch(`http://${proxy}/v2/_catalog`, { headers });
+    expect(all.status).toBe(200);
+    expect(await all.json()).toEqual({ repositories: ['mirror/app', 'mirror/multi'] });
+
+    const first = await fetch(`http://${proxy}/v2/_catalog?n=1`, { headers });
+    expect(await first.json()).toEqual({ repositories: ['mirror/app'] });
+    const link = first.headers.get('link');
+    expect(link).toBe('</v2/_catalog?last=mirror%2Fapp&n=1>; rel="next"');
+    const next = await fetch(`http://${proxy}${/<([^>]+)>/.exec(link ?? '')?.[1]}`, { headers });
+    expect(await next.json()).toEqual({ repositories: ['mirror/multi'] });
+    // the upstream scope asked for was the catalog's, with the proxy's account
+    expect(tokenServer.fetches.some((f) => f.scopes.includes('registry:catalog:*'))).toBe(true);
+  });
+
+  it('is refused to identities the policy does not let pull everything', async () => {
+    const token = await tokenFor('alice', 'wonderland');
+    const res = await fetch(`http://${proxy}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('scope="registry:catalog:*"');
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe(
+      'DENIED',
+    );
+    expect(upstreamRequests).toEqual([]);
   });
 });
 
