@@ -11,6 +11,8 @@ export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';
 export type { OciImage, OciIndexImage } from './oci-image.js';
 export { writeOciImage, writeOciIndex } from './oci-image.js';
+export type { OidcIssuer } from './oidc.js';
+export { startOidcIssuer } from './oidc.js';
 export type { DockerRegistry } from './registry.js';
 export { freePort, startDockerRegistry } from './registry.js';
 export type {

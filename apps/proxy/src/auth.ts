@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import {
   type AuthPlugin,
   createHtpasswdPlugin,
+  createOidcPlugin,
   createPolicy,
   createStaticUsersPlugin,
+  type OidcOptions,
 } from '@org/auth-plugins';
 import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
 import { importPKCS8, importSPKI } from 'jose';
@@ -21,10 +23,12 @@ export async function clientAuthFromConfig(
   const a = config.auth;
   if (a === undefined) return undefined;
   const publicUrl = new URL(config.server?.publicUrl as string);
-  const plugins: AuthPlugin[] = a.plugins.map((p) =>
-    p.type === 'htpasswd'
-      ? createHtpasswdPlugin({ name: p.name, file: p.file })
-      : createStaticUsersPlugin({
+  const plugins: AuthPlugin[] = a.plugins.map((p) => {
+    switch (p.type) {
+      case 'htpasswd':
+        return createHtpasswdPlugin({ name: p.name, file: p.file });
+      case 'static':
+        return createStaticUsersPlugin({
           name: p.name,
           users: p.users.map((u) => ({
             username: u.username,
@@ -32,8 +36,12 @@ export async function clientAuthFromConfig(
             ...(u.passwordHash === undefined ? {} : { passwordHash: u.passwordHash }),
             ...(u.groups === undefined ? {} : { groups: u.groups }),
           })),
-        }),
-  );
+        });
+      default:
+        // oidc. zod's optional fields are `T | undefined`; the plugin checks its options itself.
+        return createOidcPlugin(p as OidcOptions);
+    }
+  });
   let keyPair: Parameters<typeof createTokenService>[0]['keyPair'];
   if (a.signingKeyFile !== undefined) {
     const pem = readFileSync(a.signingKeyFile, 'utf8');
@@ -46,7 +54,7 @@ export async function clientAuthFromConfig(
   const service = a.service ?? publicUrl.host;
   const tokens = await createTokenService({
     plugins,
-    policy: createPolicy(a.policy),
+    policy: createPolicy(a.policy as Parameters<typeof createPolicy>[0]),
     issuer: publicUrl.origin,
     service,
     ...(a.tokenTtlSeconds === undefined ? {} : { ttlSeconds: a.tokenTtlSeconds }),

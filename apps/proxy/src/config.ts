@@ -53,7 +53,23 @@ const upstream = z
   })
   .strict();
 
+const oidcPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('oidc'),
+    issuer: z.url(),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    algorithms: z.array(z.string().min(1)).min(1).optional(),
+    clockToleranceSeconds: z.number().int().min(0).max(300).optional(),
+    subjectClaim: z.string().min(1).optional(),
+    groupsClaim: z.string().min(1).optional(),
+    requiredClaims: z.array(z.string().min(1)).optional(),
+    jwksUri: z.url().optional(),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
+  oidcPlugin,
   z
     .object({ name: z.string().min(1), type: z.literal('htpasswd'), file: z.string().min(1) })
     .strict(),
@@ -90,6 +106,10 @@ const auth = z
           identities: z.array(z.string().min(1)).min(1),
           repositories: z.array(z.string().min(1)).min(1),
           actions: z.array(z.enum(['pull', 'push', '*'])).min(1),
+          groups: z.array(z.string().min(1)).min(1).optional(),
+          claims: z
+            .record(z.string().min(1), z.union([z.string(), z.array(z.string()).min(1)]))
+            .optional(),
         })
         .strict(),
     ),

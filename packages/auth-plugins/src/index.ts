@@ -1,6 +1,16 @@
 export type { HtpasswdOptions } from './htpasswd.js';
 export { createHtpasswdPlugin, parseHtpasswd } from './htpasswd.js';
-export type { AuthPlugin, AuthResult, Identity, Login, Refusal } from './plugin.js';
+export { authenticateLogin, FAMILY_USERNAMES, looksLikeJwt } from './login.js';
+export type { OidcOptions } from './oidc.js';
+export { createOidcPlugin } from './oidc.js';
+export type {
+  AuthPlugin,
+  AuthResult,
+  Identity,
+  Login,
+  PluginFamily,
+  Refusal,
+} from './plugin.js';
 export { identityName } from './plugin.js';
 export type { Action, Policy, PolicyRule } from './policy.js';
 export { createPolicy, globToRegExp } from './policy.js';

@@ -21,12 +21,21 @@ export interface Login {
 }
 
 /**
+ * Which logins reach a plugin (see `authenticateLogin`): `password` plugins get ordinary usernames;
+ * the token families get the username `_<family>` (`_oidc`, `_k8s`, `_gcp`, `_aws`), and `oidc`,
+ * `k8s` and `gcp` also any login whose password is a JWT.
+ */
+export type PluginFamily = 'password' | 'oidc' | 'k8s' | 'gcp' | 'aws';
+
+/**
  * A client authentication plugin: takes a login, returns an identity or a typed refusal. Never
  * puts a password or token into a message or a thrown error.
  */
 export interface AuthPlugin {
   readonly name: string;
   readonly type: string;
+  /** Default `password`. */
+  readonly family?: PluginFamily;
   authenticate(login: Login): Promise<AuthResult>;
 }
 

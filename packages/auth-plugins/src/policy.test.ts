@@ -48,6 +48,44 @@ describe('createPolicy', () => {
     expect(policy.grant(identity, repository, requested).sort()).toEqual(granted);
   });
 
+  it('matches on groups and on claims (globs; every named claim must match)', () => {
+    const p = createPolicy([
+      { identities: ['corp:*'], groups: ['platform'], repositories: ['**'], actions: ['pull'] },
+      {
+        identities: ['ci:**'], // OIDC subjects carry slashes: repo:acme/app:ref:...
+        claims: { repository_owner: 'acme', ref: ['refs/heads/main', 'refs/tags/*'] },
+        repositories: ['team-a/*'],
+        actions: ['pull'],
+      },
+    ]);
+    const corp = (groups: string[]): Identity => ({ ...who('corp', 'carol'), groups });
+    expect(p.grant(corp(['platform', 'dev']), 'x/y', ['pull'])).toEqual(['pull']);
+    expect(p.grant(corp(['dev']), 'x/y', ['pull'])).toEqual([]);
+    const ci = (claims: Record<string, unknown>): Identity => ({
+      ...who('ci', 'repo:acme/app'),
+      claims,
+    });
+    expect(
+      p.grant(ci({ repository_owner: 'acme', ref: 'refs/heads/main' }), 'team-a/app', ['pull']),
+    ).toEqual(['pull']);
+    expect(
+      p.grant(ci({ repository_owner: 'acme', ref: 'refs/tags/v1' }), 'team-a/app', ['pull']),
+    ).toEqual(['pull']);
+    expect(
+      p.grant(ci({ repository_owner: 'acme', ref: 'refs/heads/dev' }), 'team-a/app', ['pull']),
+    ).toEqual([]);
+    expect(
+      p.grant(ci({ repository_owner: 'evil', ref: 'refs/heads/main' }), 'team-a/app', ['pull']),
+    ).toEqual([]);
+    expect(p.grant(ci({ ref: 'refs/heads/main' }), 'team-a/app', ['pull'])).toEqual([]);
+    expect(
+      p.grant(ci({ repository_owner: { nested: 'acme' }, ref: 'refs/heads/main' }), 'team-a/app', [
+        'pull',
+      ]),
+    ).toEqual([]);
+    expect(p.grant(undefined, 'x/y', ['pull'])).toEqual([]);
+  });
+
   it('denies everything without rules', () => {
     expect(createPolicy([]).grant(who('users', 'alice'), 'x', ['pull'])).toEqual([]);
   });
@@ -55,6 +93,18 @@ describe('createPolicy', () => {
   it.each([
     [[{ identities: [], repositories: ['*'], actions: ['pull'] }], /policy\[0\]\.identities/],
     [[{ identities: ['*'], repositories: ['*'], actions: ['delete'] }], /policy\[0\]\.actions/],
+    [
+      [{ identities: ['*'], repositories: ['*'], actions: ['pull'], groups: [] }],
+      /policy\[0\]\.groups/,
+    ],
+    [
+      [{ identities: ['*'], repositories: ['*'], actions: ['pull'], claims: {} }],
+      /policy\[0\]\.claims/,
+    ],
+    [
+      [{ identities: ['*'], repositories: ['*'], actions: ['pull'], claims: { a: [] } }],
+      /policy\[0\]\.claims\.a/,
+    ],
   ])('refuses bad rules %#', (rules, message) => {
     expect(() => createPolicy(rules as never)).toThrow(message);
   });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AuthPlugin, Identity, Login, Policy } from '@org/auth-plugins';
-import { identityName } from '@org/auth-plugins';
+import { authenticateLogin, identityName } from '@org/auth-plugins';
 import { validateRepositoryName } from '@org/registry-domains';
 import {
   calculateJwkThumbprint,
@@ -41,7 +41,7 @@ export interface VerifiedToken {
 }
 
 export interface TokenServiceOptions {
-  /** Password plugins, asked in order; the first that accepts wins. */
+  /** Auth plugins; a login goes to those it is for (`authenticateLogin`), the first to accept wins. */
   readonly plugins: readonly AuthPlugin[];
   readonly policy: Policy;
   /** `iss` of our tokens (the proxy's public URL). */
@@ -125,10 +125,8 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
 
   const login = async (l: Login | undefined): Promise<Identity | undefined> => {
     if (l === undefined) return undefined;
-    for (const plugin of options.plugins) {
-      const result = await plugin.authenticate(l);
-      if (result.ok) return result.identity;
-    }
+    const result = await authenticateLogin(options.plugins, l);
+    if (result.ok) return result.identity;
     // The same answer whatever went wrong: no user enumeration.
     throw new RegistryError(401, 'UNAUTHORIZED', 'authentication failed');
   };

@@ -1,0 +1,106 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  type DockerRegistry,
+  freePort,
+  type OciImage,
+  type OidcIssuer,
+  startDockerRegistry,
+  startOidcIssuer,
+  writeOciImage,
+} from '@org/tools/stand-ins';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Started, start } from './start.js';
+
+/** GitHub-Actions-style OIDC logins through the built binary, pulled with the real skopeo. */
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-oidc-'));
+let registry: DockerRegistry;
+let issuer: OidcIssuer;
+let image: OciImage;
+let proxy: Started;
+
+beforeAll(async () => {
+  registry = await startDockerRegistry();
+  issuer = await startOidcIssuer();
+  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'oidc\n' }]);
+  await run('skopeo', [
+    'copy',
+    '--dest-tls-verify=false',
+    image.ref,
+    `docker://${registry.host}/acme/app:v1`,
+  ]);
+  const port = await freePort();
+  const config = join(dir, 'proxy.yaml');
+  writeFileSync(
+    config,
+    [
+      `server: { listen: "127.0.0.1:${port}", publicUrl: "http://127.0.0.1:${port}" }`,
+      'auth:',
+      '  plugins:',
+      `    - { name: ci, type: oidc, issuer: "${issuer.issuer}", audience: docker.example.com }`,
+      '  policy:',
+      '    - identities: ["ci:**"]',
+      '      claims: { repository_owner: acme }',
+      '      repositories: ["team-a/**"]',
+      '      actions: [pull]',
+      'upstreams:',
+      `  - { name: local, prefix: team-a, url: "${registry.url}", repositoryPrefix: acme }`,
+    ].join('\n'),
+  );
+  proxy = await start(['serve', '--config', config]);
+}, 120_000);
+afterAll(async () => {
+  await proxy?.stop();
+  await issuer?.close();
+  await registry?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+const token = (extra: Record<string, unknown> = {}) =>
+  issuer.sign({
+    iss: issuer.issuer,
+    aud: 'docker.example.com',
+    sub: 'repo:acme/app:ref:refs/heads/main',
+    repository_owner: 'acme',
+    iat: now(),
+    exp: now() + 300,
+    ...extra,
+  });
+const inspect = (username: string, password: string) =>
+  run('skopeo', [
+    'inspect',
+    '--tls-verify=false',
+    '--creds',
+    `${username}:${password}`,
+    `docker://${proxy.address}/team-a/app:v1`,
+  ]);
+const refusal = async (username: string, password: string) =>
+  ((await inspect(username, password).catch((e: unknown) => e)) as { stderr?: string }).stderr ??
+  'succeeded';
+
+describe('oidc logins (GitHub Actions style) through the proxy binary', () => {
+  it('pulls with a CI token as the password, as _oidc or any username', async () => {
+    for (const username of ['_oidc', 'github-actions']) {
+      const { stdout } = await inspect(username, token());
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    }
+    await proxy.waitForLine(
+      (l) => l.msg === 'manifest pull' && l.identity === 'ci:repo:acme/app:ref:refs/heads/main',
+    );
+  });
+
+  it('denies a token from another owner (the policy claim), an expired one and a forged one', async () => {
+    expect(await refusal('_oidc', token({ repository_owner: 'evil' }))).toMatch(
+      /denied|unauthorized|authentication required/i,
+    );
+    expect(await refusal('_oidc', token({ exp: now() - 600 }))).toMatch(/unauthorized|401/i);
+    const [h, , s] = token().split('.');
+    const forged = `${h}.${Buffer.from(JSON.stringify({ sub: 'x', aud: 'docker.example.com', iss: issuer.issuer, exp: now() + 60, repository_owner: 'acme' })).toString('base64url')}.${s}`;
+    expect(await refusal('_oidc', forged)).toMatch(/unauthorized|401/i);
+  });
+});
