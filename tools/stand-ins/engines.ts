@@ -1,5 +1,7 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import {
+  chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -348,4 +350,39 @@ export async function startDockerd(options: { containerdSocket: string }): Promi
     throw err;
   }
   return { host, configDir, docker, log, close };
+}
+
+/**
+ * Writes `<dir>/rootfs.tar`: the smallest root file system the given Node runs in (the binary at
+ * /usr/local/bin/node as in the official `node` images, the shared libraries `ldd` names,
+ * /etc/passwd and /etc/group with `node` (1000) and `nobody`, a 1777 /tmp). `docker import` it
+ * under the official image's name to stand in for that image where no registry is reachable.
+ * Returns the tarball's path.
+ */
+export function writeNodeRootfs(dir: string, nodeBinary: string = process.execPath): string {
+  const root = join(dir, 'rootfs');
+  const put = (path: string, from: string) => {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    copyFileSync(from, join(root, path)); // follows symlinks: the file itself lands at `path`
+  };
+  put('usr/local/bin/node', nodeBinary);
+  const libraries = execFileSync('ldd', [nodeBinary], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => /(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/.exec(line)?.[1])
+    .filter((p): p is string => p !== undefined);
+  if (libraries.length === 0) throw new Error(`ldd named no libraries for ${nodeBinary}`);
+  for (const lib of libraries) put(lib.slice(1), lib);
+  mkdirSync(join(root, 'etc'), { recursive: true });
+  writeFileSync(
+    join(root, 'etc', 'passwd'),
+    'root:x:0:0:root:/root:/usr/sbin/nologin\n' +
+      'node:x:1000:1000::/home/node:/usr/sbin/nologin\n' +
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
+  );
+  writeFileSync(join(root, 'etc', 'group'), 'root:x:0:\nnode:x:1000:\nnogroup:x:65534:\n');
+  mkdirSync(join(root, 'tmp'));
+  chmodSync(join(root, 'tmp'), 0o1777);
+  const tar = join(dir, 'rootfs.tar');
+  execFileSync('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', root, '-cf', tar, '.']);
+  return tar;
 }
