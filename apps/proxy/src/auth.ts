@@ -3,9 +3,11 @@ import { readFileSync } from 'node:fs';
 import {
   type AuthPlugin,
   createHtpasswdPlugin,
+  createKubernetesPlugin,
   createOidcPlugin,
   createPolicy,
   createStaticUsersPlugin,
+  type KubernetesOptions,
   type OidcOptions,
 } from '@org/auth-plugins';
 import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
@@ -37,8 +39,10 @@ export async function clientAuthFromConfig(
             ...(u.groups === undefined ? {} : { groups: u.groups }),
           })),
         });
+      // zod's optional fields are `T | undefined`; the plugins check their options themselves.
+      case 'kubernetes':
+        return createKubernetesPlugin(p as KubernetesOptions);
       default:
-        // oidc. zod's optional fields are `T | undefined`; the plugin checks its options itself.
         return createOidcPlugin(p as OidcOptions);
     }
   });

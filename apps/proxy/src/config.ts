@@ -68,8 +68,29 @@ const oidcPlugin = z
   })
   .strict();
 
+const kubernetesPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('kubernetes'),
+    mode: z.enum(['oidc', 'tokenreview']),
+    issuer: z.url().optional(),
+    audience: z.string().min(1).optional(),
+    jwksUri: z.url().optional(),
+    apiServer: z.url().optional(),
+    caFile: z.string().min(1).optional(),
+    tokenFile: z.string().min(1).optional(),
+    audiences: z.array(z.string().min(1)).min(1).optional(),
+    cacheSeconds: z.number().int().min(0).max(300).optional(),
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    if (p.mode === 'oidc' && (p.issuer === undefined || p.audience === undefined))
+      ctx.addIssue({ code: 'custom', message: 'mode oidc needs issuer and audience' });
+  });
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  kubernetesPlugin,
   z
     .object({ name: z.string().min(1), type: z.literal('htpasswd'), file: z.string().min(1) })
     .strict(),

@@ -6,10 +6,13 @@ import { promisify } from 'node:util';
 import {
   type DockerRegistry,
   freePort,
+  json,
   type OciImage,
   type OidcIssuer,
+  type StandIn,
   startDockerRegistry,
   startOidcIssuer,
+  startStandIn,
   writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +25,9 @@ let registry: DockerRegistry;
 let issuer: OidcIssuer;
 let image: OciImage;
 let proxy: Started;
+let apiServer: StandIn;
+/** Service-account tokens the stand-in API server's TokenReview accepts, and whose they are. */
+const serviceAccounts = new Map<string, string>();
 
 beforeAll(async () => {
   registry = await startDockerRegistry();
@@ -33,6 +39,20 @@ beforeAll(async () => {
     image.ref,
     `docker://${registry.host}/acme/app:v1`,
   ]);
+  apiServer = await startStandIn(
+    (req, res) => {
+      if (req.headers.authorization !== 'Bearer proxy-own-token') return json(res, 401, {});
+      const { spec } = JSON.parse(req.body) as { spec: { token: string } };
+      const username = serviceAccounts.get(spec.token);
+      json(res, 201, {
+        kind: 'TokenReview',
+        status: username ? { authenticated: true, user: { username, groups: [] } } : {},
+      });
+    },
+    { tls: true },
+  );
+  const ownToken = join(dir, 'own-token');
+  writeFileSync(ownToken, 'proxy-own-token');
   const port = await freePort();
   const config = join(dir, 'proxy.yaml');
   writeFileSync(
@@ -42,7 +62,9 @@ beforeAll(async () => {
       'auth:',
       '  plugins:',
       `    - { name: ci, type: oidc, issuer: "${issuer.issuer}", audience: docker.example.com }`,
+      `    - { name: k8s, type: kubernetes, mode: tokenreview, apiServer: "${apiServer.url}", caFile: "${join(process.env.STAND_IN_TLS_DIR as string, 'ca.crt')}", tokenFile: "${ownToken}", cacheSeconds: 0 }`,
       '  policy:',
+      '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
       '    - identities: ["ci:**"]',
       '      claims: { repository_owner: acme }',
       '      repositories: ["team-a/**"]',
@@ -56,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop();
   await issuer?.close();
+  await apiServer?.close();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -102,5 +125,19 @@ describe('oidc logins (GitHub Actions style) through the proxy binary', () => {
     const [h, , s] = token().split('.');
     const forged = `${h}.${Buffer.from(JSON.stringify({ sub: 'x', aud: 'docker.example.com', iss: issuer.issuer, exp: now() + 60, repository_owner: 'acme' })).toString('base64url')}.${s}`;
     expect(await refusal('_oidc', forged)).toMatch(/unauthorized|401/i);
+  });
+});
+
+describe('kubernetes service-account logins (TokenReview) through the proxy binary', () => {
+  it('pulls as a service account of namespace team-a; another namespace and a revoked token are refused', async () => {
+    const teamA = token({ sub: 'system:serviceaccount:team-a:puller' });
+    const teamB = token({ sub: 'system:serviceaccount:team-b:puller' });
+    serviceAccounts.set(teamA, 'system:serviceaccount:team-a:puller');
+    serviceAccounts.set(teamB, 'system:serviceaccount:team-b:puller');
+    const { stdout } = await inspect('_k8s', teamA);
+    expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    expect(await refusal('_k8s', teamB)).toMatch(/denied|unauthorized|authentication required/i);
+    serviceAccounts.delete(teamA); // the pod is gone: the API server no longer accepts it
+    expect(await refusal('_k8s', teamA)).toMatch(/unauthorized|401/i);
   });
 });

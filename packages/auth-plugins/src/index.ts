@@ -1,5 +1,7 @@
 export type { HtpasswdOptions } from './htpasswd.js';
 export { createHtpasswdPlugin, parseHtpasswd } from './htpasswd.js';
+export type { KubernetesOptions } from './kubernetes.js';
+export { createKubernetesPlugin } from './kubernetes.js';
 export { authenticateLogin, FAMILY_USERNAMES, looksLikeJwt } from './login.js';
 export type { OidcOptions } from './oidc.js';
 export { createOidcPlugin } from './oidc.js';
