@@ -9,6 +9,8 @@ export interface GceMetadataOptions {
   tokenStatus?: number;
   /** Claims for identity tokens; `aud` is set from the request. */
   identityClaims?: Record<string, unknown>;
+  /** Signs identity tokens (an OIDC issuer stand-in's `sign`); default: unsigned. */
+  signIdentity?: (claims: Record<string, unknown>) => string;
 }
 
 /**
@@ -60,16 +62,15 @@ export async function startGceMetadata(
       }
       const now = Math.floor(Date.now() / 1000);
       res.writeHead(200, { ...flavor, 'content-type': 'text/html' });
-      res.end(
-        unsignedJwt({
-          iss: 'https://accounts.google.com',
-          aud: audience,
-          iat: now,
-          exp: now + 3600,
-          format: req.url.searchParams.get('format') ?? 'standard',
-          ...options.identityClaims,
-        }),
-      );
+      const claims = {
+        iss: 'https://accounts.google.com',
+        aud: audience,
+        iat: now,
+        exp: now + 3600,
+        format: req.url.searchParams.get('format') ?? 'standard',
+        ...options.identityClaims,
+      };
+      res.end((options.signIdentity ?? unsignedJwt)(claims));
     } else {
       res.writeHead(404, flavor);
       res.end('not found');

@@ -2,11 +2,13 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type AuthPlugin,
+  createGcpInstanceIdentityPlugin,
   createHtpasswdPlugin,
   createKubernetesPlugin,
   createOidcPlugin,
   createPolicy,
   createStaticUsersPlugin,
+  type GcpInstanceIdentityOptions,
   type KubernetesOptions,
   type OidcOptions,
 } from '@org/auth-plugins';
@@ -42,6 +44,8 @@ export async function clientAuthFromConfig(
       // zod's optional fields are `T | undefined`; the plugins check their options themselves.
       case 'kubernetes':
         return createKubernetesPlugin(p as KubernetesOptions);
+      case 'gcp-instance-identity':
+        return createGcpInstanceIdentityPlugin(p as GcpInstanceIdentityOptions);
       default:
         return createOidcPlugin(p as OidcOptions);
     }

@@ -88,9 +88,24 @@ const kubernetesPlugin = z
       ctx.addIssue({ code: 'custom', message: 'mode oidc needs issuer and audience' });
   });
 
+const gcpInstanceIdentityPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('gcp-instance-identity'),
+    audience: z.string().min(1),
+    projectIds: z.array(z.string().min(1)).min(1).optional(),
+    projectNumbers: z.array(z.string().min(1)).min(1).optional(),
+    zones: z.array(z.string().min(1)).min(1).optional(),
+    instanceNames: z.array(z.string().min(1)).min(1).optional(),
+    issuer: z.url().optional(),
+    jwksUri: z.url().optional(),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
   kubernetesPlugin,
+  gcpInstanceIdentityPlugin,
   z
     .object({ name: z.string().min(1), type: z.literal('htpasswd'), file: z.string().min(1) })
     .strict(),

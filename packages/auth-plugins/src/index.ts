@@ -1,3 +1,5 @@
+export type { GcpInstanceIdentityOptions } from './gcp-instance-identity.js';
+export { createGcpInstanceIdentityPlugin } from './gcp-instance-identity.js';
 export type { HtpasswdOptions } from './htpasswd.js';
 export { createHtpasswdPlugin, parseHtpasswd } from './htpasswd.js';
 export type { KubernetesOptions } from './kubernetes.js';

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { RegistryAuth } from '@org/registry-auth';
 import {
   type DockerRegistry,
   freePort,
@@ -11,6 +12,7 @@ import {
   type OidcIssuer,
   type StandIn,
   startDockerRegistry,
+  startGceMetadata,
   startOidcIssuer,
   startStandIn,
   writeOciImage,
@@ -23,6 +25,8 @@ const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-oidc-'));
 let registry: DockerRegistry;
 let issuer: OidcIssuer;
+/** Google's token issuer, as far as these nodes can tell. */
+let google: OidcIssuer;
 let image: OciImage;
 let proxy: Started;
 let apiServer: StandIn;
@@ -32,6 +36,7 @@ const serviceAccounts = new Map<string, string>();
 beforeAll(async () => {
   registry = await startDockerRegistry();
   issuer = await startOidcIssuer();
+  google = await startOidcIssuer();
   image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'oidc\n' }]);
   await run('skopeo', [
     'copy',
@@ -63,8 +68,10 @@ beforeAll(async () => {
       '  plugins:',
       `    - { name: ci, type: oidc, issuer: "${issuer.issuer}", audience: docker.example.com }`,
       `    - { name: k8s, type: kubernetes, mode: tokenreview, apiServer: "${apiServer.url}", caFile: "${join(process.env.STAND_IN_TLS_DIR as string, 'ca.crt')}", tokenFile: "${ownToken}", cacheSeconds: 0 }`,
+      `    - { name: gke, type: gcp-instance-identity, audience: docker.example.com, projectIds: [acme-prod], zones: ["europe-west1-*"], issuer: "${google.issuer}", jwksUri: "${google.issuer}/jwks" }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
+      '    - { identities: ["gke:acme-prod/*"], repositories: ["**"], actions: [pull] }',
       '    - identities: ["ci:**"]',
       '      claims: { repository_owner: acme }',
       '      repositories: ["team-a/**"]',
@@ -78,6 +85,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop();
   await issuer?.close();
+  await google?.close();
   await apiServer?.close();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
@@ -139,5 +147,48 @@ describe('kubernetes service-account logins (TokenReview) through the proxy bina
     expect(await refusal('_k8s', teamB)).toMatch(/denied|unauthorized|authentication required/i);
     serviceAccounts.delete(teamA); // the pod is gone: the API server no longer accepts it
     expect(await refusal('_k8s', teamA)).toMatch(/unauthorized|401/i);
+  });
+});
+
+describe('GKE nodes logging in with their instance identity', () => {
+  it('pulls with the credentials @org/registry-auth makes from the metadata server; another project is refused', async () => {
+    const node = (project: string) =>
+      startGceMetadata({
+        signIdentity: google.sign,
+        identityClaims: {
+          iss: google.issuer,
+          sub: '1122334455',
+          google: {
+            compute_engine: {
+              project_id: project,
+              project_number: project === 'acme-prod' ? 123456789012 : 1,
+              zone: 'europe-west1-b',
+              instance_id: '4242',
+              instance_name: 'gke-prod-pool-1-abcd',
+            },
+          },
+        },
+      });
+    for (const project of ['acme-prod', 'someone-else']) {
+      const metadata = await node(project);
+      try {
+        // what kubelet-image-service / the docker credential helper do on the node
+        const creds = await new RegistryAuth().getCredentials(proxy.address, {
+          provider: 'instance-identity',
+          kind: 'gcp',
+          audience: 'docker.example.com',
+          endpoint: metadata.url,
+        });
+        expect(creds.username).toBe('_gcp');
+        if (project === 'acme-prod') {
+          const { stdout } = await inspect(creds.username, creds.password);
+          expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+        } else {
+          expect(await refusal(creds.username, creds.password)).toMatch(/unauthorized|401/i);
+        }
+      } finally {
+        await metadata.close();
+      }
+    }
   });
 });
