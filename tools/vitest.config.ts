@@ -1,4 +1,7 @@
 import { defineConfig } from 'vitest/config';
 import { projectConfig } from './vitest/preset.mjs';
 
-export default defineConfig(projectConfig(import.meta.url));
+// The bench's pure helpers are tested beside them; the benchmark itself never runs here.
+export default defineConfig(
+  projectConfig(import.meta.url, { include: ['*.test.ts', 'bench/*.test.ts'] }),
+);
