@@ -27,3 +27,5 @@ export type { Handler, Recorded, StandIn } from './server.js';
 export { json, startStandIn, unsignedJwt } from './server.js';
 export type { AwsKey, SigV4Check } from './sigv4.js';
 export { verifySigV4 } from './sigv4.js';
+export type { Slapd, SlapdUser } from './slapd.js';
+export { startSlapd } from './slapd.js';

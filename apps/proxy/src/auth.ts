@@ -5,11 +5,13 @@ import {
   createGcpInstanceIdentityPlugin,
   createHtpasswdPlugin,
   createKubernetesPlugin,
+  createLdapPlugin,
   createOidcPlugin,
   createPolicy,
   createStaticUsersPlugin,
   type GcpInstanceIdentityOptions,
   type KubernetesOptions,
+  type LdapOptions,
   type OidcOptions,
 } from '@org/auth-plugins';
 import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
@@ -44,6 +46,8 @@ export async function clientAuthFromConfig(
       // zod's optional fields are `T | undefined`; the plugins check their options themselves.
       case 'kubernetes':
         return createKubernetesPlugin(p as KubernetesOptions);
+      case 'ldap':
+        return createLdapPlugin(p as LdapOptions);
       case 'gcp-instance-identity':
         return createGcpInstanceIdentityPlugin(p as GcpInstanceIdentityOptions);
       default:

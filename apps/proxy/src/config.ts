@@ -102,8 +102,39 @@ const gcpInstanceIdentityPlugin = z
   })
   .strict();
 
+const ldapPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('ldap'),
+    url: z.string().regex(/^ldaps?:\/\//, 'ldap:// or ldaps://'),
+    startTls: z.boolean().optional(),
+    caFile: z.string().min(1).optional(),
+    userDnTemplate: z.string().min(1).optional(),
+    userSearchBase: z.string().min(1).optional(),
+    userFilter: z.string().min(1).optional(),
+    usernameAttribute: z.string().min(1).optional(),
+    bindDn: z.string().min(1).optional(),
+    bindPassword: z.string().optional(),
+    bindPasswordFile: z.string().min(1).optional(),
+    groups: z
+      .discriminatedUnion('from', [
+        z.object({ from: z.literal('memberOf') }).strict(),
+        z
+          .object({
+            from: z.literal('search'),
+            searchBase: z.string().min(1),
+            filter: z.string().min(1).optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
+    timeoutMs: z.number().int().min(100).max(60_000).optional(),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  ldapPlugin,
   kubernetesPlugin,
   gcpInstanceIdentityPlugin,
   z

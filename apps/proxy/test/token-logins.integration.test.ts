@@ -10,17 +10,22 @@ import {
   json,
   type OciImage,
   type OidcIssuer,
+  type Slapd,
   type StandIn,
   startDockerRegistry,
   startGceMetadata,
   startOidcIssuer,
+  startSlapd,
   startStandIn,
   writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Started, start } from './start.js';
 
-/** GitHub-Actions-style OIDC logins through the built binary, pulled with the real skopeo. */
+/**
+ * Logins beyond passwords, through the built binary and pulled with the real skopeo: GitHub
+ * Actions OIDC, Kubernetes service accounts (TokenReview), GKE instance identity, LDAP.
+ */
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-oidc-'));
 let registry: DockerRegistry;
@@ -30,6 +35,7 @@ let google: OidcIssuer;
 let image: OciImage;
 let proxy: Started;
 let apiServer: StandIn;
+let slapd: Slapd;
 /** Service-account tokens the stand-in API server's TokenReview accepts, and whose they are. */
 const serviceAccounts = new Map<string, string>();
 
@@ -37,6 +43,10 @@ beforeAll(async () => {
   registry = await startDockerRegistry();
   issuer = await startOidcIssuer();
   google = await startOidcIssuer();
+  slapd = await startSlapd([
+    { uid: 'alice', password: 'alice-pw', groups: ['platform'] },
+    { uid: 'carol', password: 'carol-pw', groups: ['dev'] },
+  ]);
   image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'oidc\n' }]);
   await run('skopeo', [
     'copy',
@@ -69,8 +79,10 @@ beforeAll(async () => {
       `    - { name: ci, type: oidc, issuer: "${issuer.issuer}", audience: docker.example.com }`,
       `    - { name: k8s, type: kubernetes, mode: tokenreview, apiServer: "${apiServer.url}", caFile: "${join(process.env.STAND_IN_TLS_DIR as string, 'ca.crt')}", tokenFile: "${ownToken}", cacheSeconds: 0 }`,
       `    - { name: gke, type: gcp-instance-identity, audience: docker.example.com, projectIds: [acme-prod], zones: ["europe-west1-*"], issuer: "${google.issuer}", jwksUri: "${google.issuer}/jwks" }`,
+      `    - { name: corp, type: ldap, url: "${slapd.url}", startTls: true, caFile: "${slapd.caFile}", userSearchBase: "ou=people,${slapd.suffix}", bindDn: "${slapd.adminDn}", bindPassword: "${slapd.adminPassword}" }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
+      '    - { identities: ["corp:*"], groups: [platform], repositories: ["**"], actions: [pull] }',
       '    - { identities: ["gke:acme-prod/*"], repositories: ["**"], actions: [pull] }',
       '    - identities: ["ci:**"]',
       '      claims: { repository_owner: acme }',
@@ -86,6 +98,7 @@ afterAll(async () => {
   await proxy?.stop();
   await issuer?.close();
   await google?.close();
+  await slapd?.close();
   await apiServer?.close();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
@@ -190,5 +203,17 @@ describe('GKE nodes logging in with their instance identity', () => {
         await metadata.close();
       }
     }
+  });
+});
+
+describe('LDAP logins (real slapd, StartTLS) through the proxy binary', () => {
+  it('group platform pulls everything; a user outside it, a wrong password and an injection are refused', async () => {
+    const { stdout } = await inspect('alice', 'alice-pw');
+    expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    expect(await refusal('carol', 'carol-pw')).toMatch(
+      /denied|unauthorized|authentication required/i,
+    );
+    expect(await refusal('alice', 'wrong')).toMatch(/unauthorized|401/i);
+    expect(await refusal('*)(uid=*', 'alice-pw')).toMatch(/unauthorized|401/i);
   });
 });

@@ -4,6 +4,8 @@ export type { HtpasswdOptions } from './htpasswd.js';
 export { createHtpasswdPlugin, parseHtpasswd } from './htpasswd.js';
 export type { KubernetesOptions } from './kubernetes.js';
 export { createKubernetesPlugin } from './kubernetes.js';
+export type { LdapOptions } from './ldap.js';
+export { createLdapPlugin, escapeDnValue, escapeFilterValue } from './ldap.js';
 export { authenticateLogin, FAMILY_USERNAMES, looksLikeJwt } from './login.js';
 export type { OidcOptions } from './oidc.js';
 export { createOidcPlugin } from './oidc.js';
