@@ -12,6 +12,7 @@ import {
   type GcpInstanceIdentityOptions,
   type KubernetesOptions,
   type LdapOptions,
+  loadModulePlugin,
   type OidcOptions,
 } from '@org/auth-plugins';
 import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
@@ -25,35 +26,14 @@ import type { ProxyConfig } from './config.js';
  */
 export async function clientAuthFromConfig(
   config: ProxyConfig,
+  /** Where relative plugin module paths start: the config file's folder. */
+  baseDir: string = process.cwd(),
 ): Promise<{ auth: NonNullable<ProxyCoreOptions['auth']>; ephemeral: boolean } | undefined> {
   const a = config.auth;
   if (a === undefined) return undefined;
   const publicUrl = new URL(config.server?.publicUrl as string);
-  const plugins: AuthPlugin[] = a.plugins.map((p) => {
-    switch (p.type) {
-      case 'htpasswd':
-        return createHtpasswdPlugin({ name: p.name, file: p.file });
-      case 'static':
-        return createStaticUsersPlugin({
-          name: p.name,
-          users: p.users.map((u) => ({
-            username: u.username,
-            ...(u.password === undefined ? {} : { password: u.password }),
-            ...(u.passwordHash === undefined ? {} : { passwordHash: u.passwordHash }),
-            ...(u.groups === undefined ? {} : { groups: u.groups }),
-          })),
-        });
-      // zod's optional fields are `T | undefined`; the plugins check their options themselves.
-      case 'kubernetes':
-        return createKubernetesPlugin(p as KubernetesOptions);
-      case 'ldap':
-        return createLdapPlugin(p as LdapOptions);
-      case 'gcp-instance-identity':
-        return createGcpInstanceIdentityPlugin(p as GcpInstanceIdentityOptions);
-      default:
-        return createOidcPlugin(p as OidcOptions);
-    }
-  });
+  const plugins: AuthPlugin[] = [];
+  for (const p of a.plugins) plugins.push(await makePlugin(p, baseDir));
   let keyPair: Parameters<typeof createTokenService>[0]['keyPair'];
   if (a.signingKeyFile !== undefined) {
     const pem = readFileSync(a.signingKeyFile, 'utf8');
@@ -76,4 +56,39 @@ export async function clientAuthFromConfig(
     auth: { tokens, realm: new URL('/token', publicUrl).href, service },
     ephemeral: keyPair === undefined,
   };
+}
+
+type PluginConfig = NonNullable<ProxyConfig['auth']>['plugins'][number];
+
+/** One configured plugin. zod's optional fields are `T | undefined`; plugins check their options. */
+async function makePlugin(p: PluginConfig, baseDir: string): Promise<AuthPlugin> {
+  switch (p.type) {
+    case 'htpasswd':
+      return createHtpasswdPlugin({ name: p.name, file: p.file });
+    case 'static':
+      return createStaticUsersPlugin({
+        name: p.name,
+        users: p.users.map((u) => ({
+          username: u.username,
+          ...(u.password === undefined ? {} : { password: u.password }),
+          ...(u.passwordHash === undefined ? {} : { passwordHash: u.passwordHash }),
+          ...(u.groups === undefined ? {} : { groups: u.groups }),
+        })),
+      });
+    case 'kubernetes':
+      return createKubernetesPlugin(p as KubernetesOptions);
+    case 'ldap':
+      return createLdapPlugin(p as LdapOptions);
+    case 'module':
+      return loadModulePlugin({
+        name: p.name,
+        path: p.path,
+        baseDir,
+        ...(p.options === undefined ? {} : { options: p.options }),
+      });
+    case 'gcp-instance-identity':
+      return createGcpInstanceIdentityPlugin(p as GcpInstanceIdentityOptions);
+    default:
+      return createOidcPlugin(p as OidcOptions);
+  }
 }

@@ -132,8 +132,18 @@ const ldapPlugin = z
   })
   .strict();
 
+const modulePlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('module'),
+    path: z.string().min(1),
+    options: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  modulePlugin,
   ldapPlugin,
   kubernetesPlugin,
   gcpInstanceIdentityPlugin,

@@ -6,6 +6,7 @@
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { dirname, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createProxyApp } from '@org/proxy-core';
 import { RegistryAuth } from '@org/registry-auth';
@@ -84,7 +85,10 @@ async function main(): Promise<void> {
   const observe = createObservability(log);
   let proxy: Hono;
   try {
-    const clientAuth = await clientAuthFromConfig(config);
+    const clientAuth = await clientAuthFromConfig(
+      config,
+      args.config ? dirname(resolve(args.config)) : process.cwd(),
+    );
     if (clientAuth?.ephemeral) {
       log(
         'warn',

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -68,6 +69,14 @@ beforeAll(async () => {
   );
   const ownToken = join(dir, 'own-token');
   writeFileSync(ownToken, 'proxy-own-token');
+  // the custom plugin example from @org/auth-plugins' README, next to the config
+  const readme = readFileSync(
+    join(import.meta.dirname, '..', '..', '..', 'packages', 'auth-plugins', 'README.md'),
+    'utf8',
+  );
+  const example = /```js\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('## Custom plugins')));
+  writeFileSync(join(dir, 'api-keys-plugin.mjs'), example?.[1] ?? '');
+  const keyDigest = createHash('sha256').update('robot-key-1').digest('hex');
   const port = await freePort();
   const config = join(dir, 'proxy.yaml');
   writeFileSync(
@@ -80,8 +89,10 @@ beforeAll(async () => {
       `    - { name: k8s, type: kubernetes, mode: tokenreview, apiServer: "${apiServer.url}", caFile: "${join(process.env.STAND_IN_TLS_DIR as string, 'ca.crt')}", tokenFile: "${ownToken}", cacheSeconds: 0 }`,
       `    - { name: gke, type: gcp-instance-identity, audience: docker.example.com, projectIds: [acme-prod], zones: ["europe-west1-*"], issuer: "${google.issuer}", jwksUri: "${google.issuer}/jwks" }`,
       `    - { name: corp, type: ldap, url: "${slapd.url}", startTls: true, caFile: "${slapd.caFile}", userSearchBase: "ou=people,${slapd.suffix}", bindDn: "${slapd.adminDn}", bindPassword: "${slapd.adminPassword}" }`,
+      `    - { name: robots, type: module, path: ./api-keys-plugin.mjs, options: { keys: [ { sha256: "${keyDigest}", subject: robot-1, groups: [ci] } ] } }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
+      '    - { identities: ["robots:*"], groups: [ci], repositories: ["team-a/**"], actions: [pull] }',
       '    - { identities: ["corp:*"], groups: [platform], repositories: ["**"], actions: [pull] }',
       '    - { identities: ["gke:acme-prod/*"], repositories: ["**"], actions: [pull] }',
       '    - identities: ["ci:**"]',
@@ -215,5 +226,13 @@ describe('LDAP logins (real slapd, StartTLS) through the proxy binary', () => {
     );
     expect(await refusal('alice', 'wrong')).toMatch(/unauthorized|401/i);
     expect(await refusal('*)(uid=*', 'alice-pw')).toMatch(/unauthorized|401/i);
+  });
+});
+
+describe('a custom plugin module (the README example) through the proxy binary', () => {
+  it('a robot key pulls; a wrong key is refused', async () => {
+    const { stdout } = await inspect('robot', 'robot-key-1');
+    expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    expect(await refusal('robot', 'robot-key-2')).toMatch(/unauthorized|401/i);
   });
 });

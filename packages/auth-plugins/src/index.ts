@@ -7,6 +7,8 @@ export { createKubernetesPlugin } from './kubernetes.js';
 export type { LdapOptions } from './ldap.js';
 export { createLdapPlugin, escapeDnValue, escapeFilterValue } from './ldap.js';
 export { authenticateLogin, FAMILY_USERNAMES, looksLikeJwt } from './login.js';
+export type { ModulePluginOptions, PluginFactoryInput } from './module-plugin.js';
+export { loadModulePlugin } from './module-plugin.js';
 export type { OidcOptions } from './oidc.js';
 export { createOidcPlugin } from './oidc.js';
 export type {
