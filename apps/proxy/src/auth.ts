@@ -15,7 +15,12 @@ import {
   loadModulePlugin,
   type OidcOptions,
 } from '@org/auth-plugins';
-import { createTokenService, type ProxyCoreOptions } from '@org/proxy-core';
+import {
+  createTokenService,
+  LoginThrottle,
+  type LoginThrottleOptions,
+  type ProxyCoreOptions,
+} from '@org/proxy-core';
 import { importPKCS8, importSPKI } from 'jose';
 import type { ProxyConfig } from './config.js';
 
@@ -43,8 +48,17 @@ export async function clientAuthFromConfig(
       publicKey: await importSPKI(spki, 'ES256', { extractable: true }),
     };
   }
+  // Rotation: earlier keys (private or public PEM) keep verifying and are published in the JWKS.
+  const previousPublicKeys = [];
+  for (const file of a.previousSigningKeyFiles ?? []) {
+    const spki = createPublicKey(readFileSync(file, 'utf8'))
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
+    previousPublicKeys.push(await importSPKI(spki, 'ES256', { extractable: true }));
+  }
   const service = a.service ?? publicUrl.host;
   const tokens = await createTokenService({
+    previousPublicKeys,
     plugins,
     policy: createPolicy(a.policy as Parameters<typeof createPolicy>[0]),
     issuer: publicUrl.origin,
@@ -53,7 +67,16 @@ export async function clientAuthFromConfig(
     ...(keyPair === undefined ? {} : { keyPair }),
   });
   return {
-    auth: { tokens, realm: new URL('/token', publicUrl).href, service },
+    auth: {
+      tokens,
+      realm: new URL('/token', publicUrl).href,
+      service,
+      loginThrottle: new LoginThrottle(
+        Object.fromEntries(
+          Object.entries(a.loginRateLimit ?? {}).filter(([, v]) => v !== undefined),
+        ) as LoginThrottleOptions,
+      ),
+    },
     ephemeral: keyPair === undefined,
   };
 }

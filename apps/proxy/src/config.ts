@@ -172,6 +172,15 @@ const auth = z
   .object({
     tokenTtlSeconds: z.number().int().min(60).optional(),
     signingKeyFile: z.string().min(1).optional(),
+    previousSigningKeyFiles: z.array(z.string().min(1)).optional(),
+    loginRateLimit: z
+      .object({
+        maxFailuresPerUser: z.number().int().positive().optional(),
+        maxFailuresPerAddress: z.number().int().positive().optional(),
+        windowSeconds: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
     service: z
       .string()
       .regex(/^[^"\\\s]+$/)

@@ -35,7 +35,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function authConfig(port: number, extraServer = '', scheme = 'http'): string {
+function authConfig(
+  port: number,
+  extraServer = '',
+  scheme = 'http',
+  extraAuth: string[] = [],
+): string {
   const htpasswd = join(dir, 'htpasswd');
   writeFileSync(
     htpasswd,
@@ -47,6 +52,7 @@ function authConfig(port: number, extraServer = '', scheme = 'http'): string {
     [
       `server: { listen: "127.0.0.1:${port}", publicUrl: "${scheme}://127.0.0.1:${port}"${extraServer} }`,
       'auth:',
+      ...extraAuth,
       `  plugins: [ { name: users, type: htpasswd, file: ${htpasswd} } ]`,
       '  policy: [ { identities: ["users:alice"], repositories: ["mirror/**"], actions: ["pull"] } ]',
       'upstreams:',
@@ -197,6 +203,107 @@ describe('operating the proxy', () => {
       expect(text).toContain('# TYPE registry_proxy_upstream_token_fetches_total counter');
       expect(text).toContain('# TYPE registry_proxy_credential_cache_total counter');
       expect(text).not.toContain('alice');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('rotates the signing key: tokens signed before stay valid, both keys are published', async () => {
+    const genKey = (file: string) =>
+      execFileSync('openssl', [
+        'genpkey',
+        '-algorithm',
+        'EC',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-out',
+        file,
+      ]);
+    const [oldKey, newKey] = [join(dir, 'old.pem'), join(dir, 'new.pem')];
+    genKey(oldKey);
+    genKey(newKey);
+    const port = await freePort();
+    const basic = `Basic ${Buffer.from('alice:wonderland').toString('base64')}`;
+    const tokenUrl = `http://127.0.0.1:${port}/token?service=127.0.0.1:${port}&scope=repository:mirror/app:pull`;
+    const before = await start([
+      'serve',
+      '--config',
+      authConfig(port, '', 'http', [`  signingKeyFile: ${oldKey}`]),
+    ]);
+    let token: string;
+    try {
+      token = (
+        (await (await fetch(tokenUrl, { headers: { authorization: basic } })).json()) as {
+          token: string;
+        }
+      ).token;
+    } finally {
+      await before.stop();
+    }
+    const after = await start([
+      'serve',
+      '--config',
+      authConfig(port, '', 'http', [
+        `  signingKeyFile: ${newKey}`,
+        `  previousSigningKeyFiles: [${oldKey}]`,
+      ]),
+    ]);
+    try {
+      const jwks = (await (
+        await fetch(`http://${after.address}/.well-known/jwks.json`)
+      ).json()) as { keys: unknown[] };
+      expect(jwks.keys).toHaveLength(2);
+      const { stdout } = await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--registry-token',
+        token,
+        `docker://${after.address}/mirror/app:v1`,
+      ]);
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+    } finally {
+      await after.stop();
+    }
+    // without the previous key the same token is refused
+    const dropped = await start([
+      'serve',
+      '--config',
+      authConfig(port, '', 'http', [`  signingKeyFile: ${newKey}`]),
+    ]);
+    try {
+      const err = (await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--registry-token',
+        token,
+        `docker://${dropped.address}/mirror/app:v1`,
+      ]).catch((e: unknown) => e)) as { stderr?: string };
+      expect(err.stderr ?? 'succeeded').toMatch(/unauthorized|authentication required|401/i);
+    } finally {
+      await dropped.stop();
+    }
+  });
+
+  it('slows password guessing: 429 with Retry-After after too many failures for a user', async () => {
+    const port = await freePort();
+    const proxy = await start([
+      'serve',
+      '--config',
+      authConfig(port, '', 'http', [
+        '  loginRateLimit: { maxFailuresPerUser: 3, windowSeconds: 120 }',
+      ]),
+    ]);
+    try {
+      const attempt = (password: string) =>
+        fetch(`http://${proxy.address}/token?service=127.0.0.1:${port}`, {
+          headers: {
+            authorization: `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`,
+          },
+        });
+      for (let i = 0; i < 3; i++) expect((await attempt(`guess-${i}`)).status).toBe(401);
+      const blocked = await attempt('wonderland');
+      expect(blocked.status).toBe(429);
+      expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
     } finally {
       await proxy.stop();
     }

@@ -59,6 +59,8 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       err instanceof RegistryError ? err : new RegistryError(500, 'UNKNOWN', 'internal error');
     const headers: Record<string, string> = { [API_VERSION_HEADER]: API_VERSION };
     if (e instanceof ChallengeError) headers['www-authenticate'] = e.challenge;
+    const wait = (e.detail as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+    if (e.status === 429 && typeof wait === 'number') headers['retry-after'] = String(wait);
     return c.json(e.toJSON(), e.status as 400, headers);
   });
   const clientAuth = options.auth;

@@ -3,6 +3,7 @@ import { type StandIn, startStandIn } from '@org/tools/stand-ins';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createProxyApp } from './app.js';
+import { LoginThrottle } from './login-throttle.js';
 import { requestInfo } from './observe.js';
 import { createTokenService } from './token-service.js';
 
@@ -175,5 +176,67 @@ describe('client authentication', () => {
     };
     expect(jwks.keys[0]).toMatchObject({ kty: 'EC', alg: 'ES256' });
     expect(jwks.keys[0]).not.toHaveProperty('d');
+  });
+});
+
+describe('failed-login limits', () => {
+  it('answers 429 with Retry-After once a username or an address failed too often, and lets others in', async () => {
+    let t = 1_000_000;
+    const throttled = createProxyApp({
+      upstreams: [{ name: 'up', prefix: '', url: upstream.url }],
+      auth: {
+        tokens: await createTokenService({
+          plugins: [
+            createStaticUsersPlugin({
+              name: 'users',
+              users: [
+                { username: 'alice', password: 'wonderland' },
+                { username: 'bob', password: 'builder' },
+              ],
+            }),
+          ],
+          policy: createPolicy([]),
+          issuer: 'https://docker.example.com',
+          service: SERVICE,
+        }),
+        realm: REALM,
+        service: SERVICE,
+        loginThrottle: new LoginThrottle({
+          maxFailuresPerUser: 3,
+          maxFailuresPerAddress: 1000,
+          windowSeconds: 60,
+          now: () => t,
+        }),
+      },
+    });
+    const attempt = (user: string, password: string) =>
+      throttled.request(`/token?service=${SERVICE}`, {
+        headers: { authorization: basic(user, password) },
+      });
+    for (let i = 0; i < 3; i++) expect((await attempt('alice', `guess-${i}`)).status).toBe(401);
+    const blocked = await attempt('alice', 'wonderland'); // even the right password, for now
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers.get('retry-after')).toBe('60');
+    expect(await code(blocked)).toBe('TOOMANYREQUESTS');
+    expect((await attempt('bob', 'builder')).status).toBe(200);
+    t += 61_000;
+    expect((await attempt('alice', 'wonderland')).status).toBe(200);
+  });
+
+  it('keeps bounded memory: the oldest usernames are forgotten first', () => {
+    const throttle = new LoginThrottle({ maxFailuresPerUser: 1, maxEntries: 100 });
+    throttle.failed('first', undefined);
+    expect(throttle.retryAfter('first', undefined)).toBeGreaterThan(0);
+    for (let i = 0; i < 100; i++) throttle.failed(`spray-${i}`, undefined);
+    expect(throttle.retryAfter('first', undefined)).toBe(0);
+    expect(throttle.retryAfter('spray-99', undefined)).toBeGreaterThan(0);
+  });
+
+  it('counts per address too', () => {
+    const throttle = new LoginThrottle({ maxFailuresPerAddress: 2, maxFailuresPerUser: 100 });
+    throttle.failed('a', '10.0.0.1');
+    throttle.failed('b', '10.0.0.1');
+    expect(throttle.retryAfter('c', '10.0.0.1')).toBeGreaterThan(0);
+    expect(throttle.retryAfter('c', '10.0.0.2')).toBe(0);
   });
 });

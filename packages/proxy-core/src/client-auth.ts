@@ -1,5 +1,8 @@
+import type { IncomingMessage } from 'node:http';
+import type { Login } from '@org/auth-plugins';
 import type { Context, Hono } from 'hono';
 import { RegistryError } from './errors.js';
+import { LoginThrottle } from './login-throttle.js';
 import { requestInfo } from './observe.js';
 import type { TokenService, VerifiedToken } from './token-service.js';
 
@@ -9,6 +12,8 @@ export interface ClientAuth {
   readonly tokens: TokenService;
   readonly realm: string;
   readonly service: string;
+  /** Failed-login limits; default: 10 per username and 50 per address per 5 minutes. */
+  readonly loginThrottle?: LoginThrottle;
 }
 
 /** The challenge for a 401: every one carries it (containerd never pings first). */
@@ -82,13 +87,43 @@ export async function requireToken(
 
 /** `/token` (GET with Basic, POST OAuth2 form) and `/.well-known/jwks.json`. */
 export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
+  const throttle = auth.loginThrottle ?? new LoginThrottle();
+
+  /** Issues a token, refusing logins from a username or address that failed too often. */
+  const issue = async (c: Context, login: Login | undefined, scopes: string[]) => {
+    const address = clientAddress(c);
+    const username = login?.username;
+    const wait = login === undefined ? 0 : throttle.retryAfter(username, address);
+    if (wait > 0) {
+      throw new RegistryError(429, 'TOOMANYREQUESTS', 'too many failed logins; try again later', {
+        retryAfterSeconds: wait,
+      });
+    }
+    try {
+      const issued = await auth.tokens.issue(login, scopes);
+      throttle.succeeded(username);
+      return c.json(issued);
+    } catch (err) {
+      if (login !== undefined && err instanceof RegistryError && err.status === 401)
+        throttle.failed(username, address);
+      throw err;
+    }
+  };
+
   app.get('/.well-known/jwks.json', (c) => c.json(auth.tokens.jwks()));
 
   app.get('/token', async (c) => {
     requestInfo(c.req.raw).kind = 'token';
     checkService(c.req.query('service'), auth);
-    const login = basicLogin(c.req.header('authorization'));
-    return c.json(await auth.tokens.issue(login, c.req.queries('scope') ?? []));
+    const address = clientAddress(c);
+    let login: Login | undefined;
+    try {
+      login = basicLogin(c.req.header('authorization'));
+    } catch (err) {
+      throttle.failed(undefined, address);
+      throw err;
+    }
+    return issue(c, login, c.req.queries('scope') ?? []);
   });
 
   app.post('/token', async (c) => {
@@ -103,11 +138,16 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
       const password = get('password');
       if (username === undefined || password === undefined)
         throw new RegistryError(400, 'UNSUPPORTED', 'username and password are required');
-      return c.json(await auth.tokens.issue({ username, password }, scopes));
+      return issue(c, { username, password }, scopes);
     }
     // No refresh tokens are issued, so the refresh grant has nothing to refresh.
     return c.json({ error: 'unsupported_grant_type' }, 400);
   });
+}
+
+/** The client's address as the socket sees it (X-Forwarded-For is not trusted). */
+function clientAddress(c: Context): string | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket?.remoteAddress;
 }
 
 function checkService(service: string | undefined, auth: ClientAuth): void {

@@ -1,5 +1,6 @@
 import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-auth';
 import { registryHostOf, validateRepositoryName } from '@org/registry-domains';
+import type { LoginThrottle } from './login-throttle.js';
 import type { ProxyObserver } from './observe.js';
 import type { TokenService } from './token-service.js';
 
@@ -67,6 +68,8 @@ export interface ProxyCoreOptions {
     readonly realm: string;
     /** The challenge's `service`, the tokens' audience. */
     readonly service: string;
+    /** Failed-login limits; default: 10 per username and 50 per address per 5 minutes. */
+    readonly loginThrottle?: LoginThrottle;
   };
   /** Where upstream credentials come from. Default: a new RegistryAuth. */
   readonly registryAuth?: RegistryAuth;

@@ -3,6 +3,8 @@ export { challenge } from './client-auth.js';
 export type { ProxyCoreOptions, UpstreamConfig } from './config.js';
 export type { OciErrorCode } from './errors.js';
 export { RegistryError } from './errors.js';
+export type { LoginThrottleOptions } from './login-throttle.js';
+export { LoginThrottle } from './login-throttle.js';
 export type { ProxyObserver, RequestInfo } from './observe.js';
 export { requestInfo } from './observe.js';
 export type { V2Request } from './route.js';

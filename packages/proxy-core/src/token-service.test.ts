@@ -210,6 +210,38 @@ describe('token service', () => {
     expect(service.allowsCatalog(await service.verify(token.token))).toBe(false);
   });
 
+  it('rotates keys: tokens of the previous key stay valid, both are published, new ones use the new key', async () => {
+    const next = await generateKeyPair('ES256', { extractable: true });
+    const rotated = await createTokenService({
+      plugins: [users],
+      policy,
+      issuer: 'https://docker.example.com',
+      service: 'docker.example.com',
+      keyPair: next,
+      previousPublicKeys: [keys.publicKey],
+      now: () => t,
+    });
+    const old = await service.issue({ username: 'alice', password: 'wonderland' }, [
+      'repository:team-a/app:pull',
+    ]);
+    expect((await rotated.verify(old.token)).subject).toBe('users:alice');
+    const fresh = await rotated.issue({ username: 'alice', password: 'wonderland' }, []);
+    const kids = rotated.jwks().keys.map((k) => k.kid);
+    expect(kids).toHaveLength(2);
+    expect(decodeProtectedHeader(fresh.token).kid).toBe(kids[0]);
+    expect(kids[1]).toBe(decodeProtectedHeader(old.token).kid);
+    // and once the previous key is dropped, its tokens are refused
+    const after = await createTokenService({
+      plugins: [users],
+      policy,
+      issuer: 'https://docker.example.com',
+      service: 'docker.example.com',
+      keyPair: next,
+      now: () => t,
+    });
+    await expect(after.verify(old.token)).rejects.toThrow(RegistryError);
+  });
+
   it('publishes only the public key', () => {
     const [key] = service.jwks().keys;
     expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });

@@ -40,6 +40,9 @@ export interface VerifiedToken {
   readonly access: readonly Access[];
 }
 
+/** An ES256 public key as jose handles it. */
+type PublicKey = Awaited<ReturnType<typeof generateKeyPair>>['publicKey'];
+
 export interface TokenServiceOptions {
   /** Auth plugins; a login goes to those it is for (`authenticateLogin`), the first to accept wins. */
   readonly plugins: readonly AuthPlugin[];
@@ -52,6 +55,11 @@ export interface TokenServiceOptions {
   readonly ttlSeconds?: number;
   /** An ES256 key pair to sign with; default: a new one (tokens then die with the process). */
   readonly keyPair?: Awaited<ReturnType<typeof generateKeyPair>>;
+  /**
+   * Public ES256 keys of earlier signing keys, still accepted and published during a rotation so
+   * tokens signed before it keep working until they expire (at most `ttlSeconds`).
+   */
+  readonly previousPublicKeys?: readonly PublicKey[];
   readonly now?: () => number;
 }
 
@@ -122,6 +130,18 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
   const jwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(jwk);
   const publicJwk: JWK = { ...jwk, kid, alg: 'ES256', use: 'sig' };
+  /** kid -> verification key and its published JWK: the signing key first, then earlier ones. */
+  const verifiers = new Map<string, { key: PublicKey; jwk: JWK }>([
+    [kid, { key: publicKey, jwk: publicJwk }],
+  ]);
+  for (const previous of options.previousPublicKeys ?? []) {
+    const pjwk = await exportJWK(previous);
+    if (pjwk.kty !== 'EC' || pjwk.crv !== 'P-256')
+      throw new TypeError('previousPublicKeys: ES256 (P-256) public keys');
+    const pkid = await calculateJwkThumbprint(pjwk);
+    if (!verifiers.has(pkid))
+      verifiers.set(pkid, { key: previous, jwk: { ...pjwk, kid: pkid, alg: 'ES256', use: 'sig' } });
+  }
 
   const login = async (l: Login | undefined): Promise<Identity | undefined> => {
     if (l === undefined) return undefined;
@@ -168,8 +188,9 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
       const refuse = () => new RegistryError(401, 'UNAUTHORIZED', 'authentication required');
       if (typeof token !== 'string' || token.length > 16_384) throw refuse();
       try {
-        if (decodeProtectedHeader(token).kid !== kid) throw refuse();
-        const { payload } = await jwtVerify(token, publicKey, {
+        const verifier = verifiers.get(String(decodeProtectedHeader(token).kid));
+        if (verifier === undefined) throw refuse();
+        const { payload } = await jwtVerify(token, verifier.key, {
           algorithms: ['ES256'],
           issuer: options.issuer,
           audience: options.service,
@@ -206,7 +227,7 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
     },
 
     jwks() {
-      return { keys: [publicJwk] };
+      return { keys: [...verifiers.values()].map((v) => v.jwk) };
     },
   };
 }
