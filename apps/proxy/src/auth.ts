@@ -6,6 +6,8 @@ import {
   createHtpasswdPlugin,
   createKubernetesPlugin,
   createLdapPlugin,
+  createMtlsPlugin,
+  createNetworkPlugin,
   createOidcPlugin,
   createPolicy,
   createStaticUsersPlugin,
@@ -13,6 +15,7 @@ import {
   type KubernetesOptions,
   type LdapOptions,
   loadModulePlugin,
+  type MtlsOptions,
   type OidcOptions,
 } from '@org/auth-plugins';
 import {
@@ -100,6 +103,10 @@ async function makePlugin(p: PluginConfig, baseDir: string): Promise<AuthPlugin>
       });
     case 'kubernetes':
       return createKubernetesPlugin(p as KubernetesOptions);
+    case 'mtls':
+      return createMtlsPlugin(p as MtlsOptions);
+    case 'network':
+      return createNetworkPlugin(p);
     case 'ldap':
       return createLdapPlugin(p as LdapOptions);
     case 'module':

@@ -141,8 +141,26 @@ const modulePlugin = z
   })
   .strict();
 
+const mtlsPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('mtls'),
+    subjectFrom: z.enum(['cn', 'dns', 'uri', 'email']).optional(),
+  })
+  .strict();
+
+const networkPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('network'),
+    cidrs: z.array(z.string().min(1)).min(1),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  mtlsPlugin,
+  networkPlugin,
   modulePlugin,
   ldapPlugin,
   kubernetesPlugin,
@@ -214,6 +232,7 @@ export const configSchema = z
             certFile: z.string().min(1),
             keyFile: z.string().min(1),
             reloadIntervalSeconds: z.number().int().min(1).max(3600).optional(),
+            clientCaFile: z.string().min(1).optional(),
           })
           .strict()
           .optional(),
@@ -230,6 +249,16 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (
+      c.auth?.plugins.some((p) => p.type === 'mtls') &&
+      c.server?.tls?.clientCaFile === undefined
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'tls', 'clientCaFile'],
+        message: 'required with an mtls plugin: the CA bundle client certificates must chain to',
+      });
+    }
     if (c.auth !== undefined && c.server?.publicUrl === undefined) {
       ctx.addIssue({
         code: 'custom',

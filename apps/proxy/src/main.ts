@@ -89,6 +89,18 @@ async function main(): Promise<void> {
       config,
       args.config ? dirname(resolve(args.config)) : process.cwd(),
     );
+    for (const p of config.auth?.plugins ?? []) {
+      if (p.type === 'network') {
+        log(
+          'warn',
+          `auth plugin ${p.name} lets every client in ${p.cidrs.join(', ')} log in without credentials`,
+          {
+            plugin: p.name,
+            cidrs: p.cidrs,
+          },
+        );
+      }
+    }
     if (clientAuth?.ephemeral) {
       log(
         'warn',
@@ -128,7 +140,17 @@ async function main(): Promise<void> {
   app.use('/token', observe.middleware);
   app.route('/', proxy);
 
-  const options = tlsPair ? { createServer: createHttpsServer, serverOptions: { ...tlsPair } } : {};
+  // With a client CA, clients are asked for a certificate; one that does not verify is not an
+  // error at the TLS layer (mtls is one login method among others), just no mtls identity.
+  const options = tlsPair
+    ? {
+        createServer: createHttpsServer,
+        serverOptions: {
+          ...tlsPair,
+          ...(tlsPair.ca ? { requestCert: true, rejectUnauthorized: false } : {}),
+        },
+      }
+    : {};
   const server = serve({ fetch: app.fetch, hostname, port, ...options }, (info: AddressInfo) => {
     const address =
       info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;

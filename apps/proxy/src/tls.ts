@@ -5,16 +5,22 @@ import type { Log } from './log.js';
 export interface TlsFiles {
   readonly certFile: string;
   readonly keyFile: string;
+  /** CA bundle for client certificates (mtls): asked for, verified, never required by TLS. */
+  readonly clientCaFile?: string | undefined;
 }
 
-/** The certificate chain and key, read now (a missing or unreadable file is a start error). */
-export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
-  return { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+/** The certificate chain and key (and client CA), read now: a missing file is a start error. */
+export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  return {
+    cert: readFileSync(files.certFile),
+    key: readFileSync(files.keyFile),
+    ...(files.clientCaFile ? { ca: readFileSync(files.clientCaFile) } : {}),
+  };
 }
 
 /** What identifies a file's current content cheaply (follows symlinks, as Kubernetes swaps them). */
 function stamp(files: TlsFiles): string {
-  return [files.certFile, files.keyFile]
+  return [files.certFile, files.keyFile, ...(files.clientCaFile ? [files.clientCaFile] : [])]
     .map((f) => {
       try {
         const s = statSync(f);

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -104,6 +104,53 @@ function makeCert(certFile: string, keyFile: string): string {
   })
     .trim()
     .replace(/^.*=/, '');
+}
+
+/** A CA and a client certificate it signed (CN = `cn`), in a skopeo --cert-dir layout. */
+function makeClientCert(name: string, cn: string): { caFile: string; certDir: string } {
+  const base = join(dir, name);
+  mkdirSync(join(base, 'certs'), { recursive: true });
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  ssl(
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    join(base, 'ca.key'),
+    '-out',
+    join(base, 'ca.crt'),
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${name} clients CA`,
+  );
+  ssl(
+    'req',
+    ...ec,
+    '-keyout',
+    join(base, 'certs', 'client.key'),
+    '-out',
+    join(base, 'client.csr'),
+    '-subj',
+    `/CN=${cn}/OU=nodes`,
+  );
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    join(base, 'client.csr'),
+    '-CA',
+    join(base, 'ca.crt'),
+    '-CAkey',
+    join(base, 'ca.key'),
+    '-CAcreateserial',
+    '-out',
+    join(base, 'certs', 'client.cert'),
+    '-days',
+    '1',
+  );
+  return { caFile: join(base, 'ca.crt'), certDir: join(base, 'certs') };
 }
 
 describe('operating the proxy', () => {
@@ -281,6 +328,89 @@ describe('operating the proxy', () => {
       expect(err.stderr ?? 'succeeded').toMatch(/unauthorized|authentication required|401/i);
     } finally {
       await dropped.stop();
+    }
+  });
+
+  it('lets nodes in by client certificate (mtls), e.g. containerd mirrors that cannot send passwords', async () => {
+    const trusted = makeClientCert('trusted', 'node-1.example.com');
+    const stranger = makeClientCert('stranger', 'node-1.example.com');
+    const certFile = join(dir, 'mtls-server.crt');
+    const keyFile = join(dir, 'mtls-server.key');
+    makeCert(certFile, keyFile);
+    const port = await freePort();
+    const config = join(dir, 'mtls.yaml');
+    writeFileSync(
+      config,
+      [
+        `server: { listen: "127.0.0.1:${port}", publicUrl: "https://127.0.0.1:${port}", tls: { certFile: "${certFile}", keyFile: "${keyFile}", clientCaFile: "${trusted.caFile}" } }`,
+        'auth:',
+        '  plugins: [ { name: nodes, type: mtls } ]',
+        '  policy: [ { identities: ["nodes:*.example.com"], repositories: ["mirror/**"], actions: ["pull"] } ]',
+        'upstreams:',
+        `  - { name: local, prefix: mirror, url: "${registry.url}", repositoryPrefix: acme }`,
+      ].join('\n'),
+    );
+    const proxy = await start(['serve', '--config', config]);
+    try {
+      const inspect = (...extra: string[]) =>
+        run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          ...extra,
+          `docker://${proxy.address}/mirror/app:v1`,
+        ]);
+      const { stdout } = await inspect('--cert-dir', trusted.certDir);
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+      await proxy.waitForLine(
+        (l) => l.msg === 'manifest pull' && l.identity === 'nodes:node-1.example.com',
+      );
+      for (const extra of [[], ['--cert-dir', stranger.certDir]]) {
+        const err = (await inspect(...extra).catch((e: unknown) => e)) as { stderr?: string };
+        expect(err.stderr ?? 'succeeded').toMatch(/denied|unauthorized|authentication required/i);
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('the network plugin: clients of an allowed network pull without credentials, loudly logged', async () => {
+    for (const [cidr, allowed] of [
+      ['127.0.0.0/8', true],
+      ['10.0.0.0/8', false],
+    ] as const) {
+      const port = await freePort();
+      const config = join(dir, `network-${allowed}.yaml`);
+      writeFileSync(
+        config,
+        [
+          `server: { listen: "127.0.0.1:${port}", publicUrl: "http://127.0.0.1:${port}" }`,
+          'auth:',
+          `  plugins: [ { name: lan, type: network, cidrs: ["${cidr}"] } ]`,
+          '  policy: [ { identities: ["lan:*"], repositories: ["mirror/**"], actions: ["pull"] } ]',
+          'upstreams:',
+          `  - { name: local, prefix: mirror, url: "${registry.url}", repositoryPrefix: acme }`,
+        ].join('\n'),
+      );
+      const proxy = await start(['serve', '--config', config]);
+      try {
+        expect(
+          proxy.lines.some(
+            (l) => l.level === 'warn' && String(l.msg).includes('without credentials'),
+          ),
+        ).toBe(true);
+        const result = (await run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          `docker://${proxy.address}/mirror/app:v1`,
+        ]).catch((e: unknown) => e)) as { stdout?: string; stderr?: string };
+        if (allowed) expect(JSON.parse(result.stdout ?? '{}').Digest).toBe(image.manifestDigest);
+        else
+          expect(result.stderr ?? 'succeeded').toMatch(
+            /denied|unauthorized|authentication required/i,
+          );
+      } finally {
+        await proxy.stop();
+      }
     }
   });
 

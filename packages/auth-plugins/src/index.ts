@@ -1,3 +1,5 @@
+export type { MtlsOptions, NetworkOptions } from './connection-plugins.js';
+export { createMtlsPlugin, createNetworkPlugin } from './connection-plugins.js';
 export type { GcpInstanceIdentityOptions } from './gcp-instance-identity.js';
 export { createGcpInstanceIdentityPlugin } from './gcp-instance-identity.js';
 export type { HtpasswdOptions } from './htpasswd.js';
@@ -6,7 +8,12 @@ export type { KubernetesOptions } from './kubernetes.js';
 export { createKubernetesPlugin } from './kubernetes.js';
 export type { LdapOptions } from './ldap.js';
 export { createLdapPlugin, escapeDnValue, escapeFilterValue } from './ldap.js';
-export { authenticateLogin, FAMILY_USERNAMES, looksLikeJwt } from './login.js';
+export {
+  authenticateConnection,
+  authenticateLogin,
+  FAMILY_USERNAMES,
+  looksLikeJwt,
+} from './login.js';
 export type { ModulePluginOptions, PluginFactoryInput } from './module-plugin.js';
 export { loadModulePlugin } from './module-plugin.js';
 export type { OidcOptions } from './oidc.js';
@@ -14,6 +21,7 @@ export { createOidcPlugin } from './oidc.js';
 export type {
   AuthPlugin,
   AuthResult,
+  ConnectionInfo,
   Identity,
   Login,
   PluginFamily,

@@ -1,4 +1,11 @@
-import type { AuthPlugin, AuthResult, Login, PluginFamily, Refusal } from './plugin.js';
+import type {
+  AuthPlugin,
+  AuthResult,
+  ConnectionInfo,
+  Login,
+  PluginFamily,
+  Refusal,
+} from './plugin.js';
 
 /** The usernames that send a login to one family of token plugins (ARCHITECTURE.md). */
 export const FAMILY_USERNAMES: Readonly<Record<string, PluginFamily>> = {
@@ -55,4 +62,20 @@ export async function authenticateLogin(
     else if (reason !== 'UNAVAILABLE' && result.reason === 'BAD_PASSWORD') reason = 'BAD_PASSWORD';
   }
   return { ok: false, reason };
+}
+
+/**
+ * For a client that sent no login: the first identity a `connection` plugin (mtls, network) gives
+ * for its transport, in config order, or undefined (the client stays anonymous).
+ */
+export async function authenticateConnection(
+  plugins: readonly AuthPlugin[],
+  connection: ConnectionInfo,
+): Promise<AuthResult | undefined> {
+  for (const plugin of plugins) {
+    if (plugin.family !== 'connection' || !plugin.authenticateConnection) continue;
+    const result = await plugin.authenticateConnection(connection);
+    if (result.ok) return result;
+  }
+  return undefined;
 }

@@ -25,7 +25,26 @@ export interface Login {
  * the token families get the username `_<family>` (`_oidc`, `_k8s`, `_gcp`, `_aws`), and `oidc`,
  * `k8s` and `gcp` also any login whose password is a JWT.
  */
-export type PluginFamily = 'password' | 'oidc' | 'k8s' | 'gcp' | 'aws';
+export type PluginFamily = 'password' | 'oidc' | 'k8s' | 'gcp' | 'aws' | 'connection';
+
+/**
+ * What the transport says about a client that sent no login: its address, and the certificate
+ * it presented if the proxy terminates TLS and asked for one.
+ */
+export interface ConnectionInfo {
+  readonly remoteAddress?: string | undefined;
+  readonly certificate?:
+    | {
+        /** Whether the chain verified against the configured client CA bundle. */
+        readonly authorized: boolean;
+        /** Subject fields (`CN`, `O`, `OU`, ...). */
+        readonly subject: Readonly<Record<string, string>>;
+        /** Node's `subjectaltname` string: `DNS:node-1.example.com, URI:spiffe://...`. */
+        readonly subjectAltName?: string | undefined;
+        readonly fingerprint256: string;
+      }
+    | undefined;
+}
 
 /**
  * A client authentication plugin: takes a login, returns an identity or a typed refusal. Never
@@ -37,6 +56,8 @@ export interface AuthPlugin {
   /** Default `password`. */
   readonly family?: PluginFamily;
   authenticate(login: Login): Promise<AuthResult>;
+  /** `connection` plugins: an identity from the transport, for clients that sent no login. */
+  authenticateConnection?(connection: ConnectionInfo): Promise<AuthResult>;
 }
 
 /** `<plugin>:<subject>`, what policy `identities` globs match. */

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import type { Login } from '@org/auth-plugins';
+import { TLSSocket } from 'node:tls';
+import type { ConnectionInfo, Login } from '@org/auth-plugins';
 import type { Context, Hono } from 'hono';
 import { RegistryError } from './errors.js';
 import { LoginThrottle } from './login-throttle.js';
@@ -100,7 +101,11 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
       });
     }
     try {
-      const issued = await auth.tokens.issue(login, scopes);
+      const issued = await auth.tokens.issue(
+        login,
+        scopes,
+        login === undefined ? connectionOf(c) : undefined,
+      );
       throttle.succeeded(username);
       return c.json(issued);
     } catch (err) {
@@ -143,6 +148,25 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
     // No refresh tokens are issued, so the refresh grant has nothing to refresh.
     return c.json({ error: 'unsupported_grant_type' }, 400);
   });
+}
+
+/** The transport facts for connection plugins: address, and a client certificate under TLS. */
+function connectionOf(c: Context): ConnectionInfo {
+  const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
+  if (socket === undefined) return {};
+  let certificate: ConnectionInfo['certificate'];
+  if (socket instanceof TLSSocket) {
+    const peer = socket.getPeerCertificate();
+    if (peer && Object.keys(peer).length > 0) {
+      certificate = {
+        authorized: socket.authorized,
+        subject: { ...(peer.subject ?? {}) } as Record<string, string>,
+        subjectAltName: peer.subjectaltname,
+        fingerprint256: peer.fingerprint256,
+      };
+    }
+  }
+  return { remoteAddress: socket.remoteAddress, certificate };
 }
 
 /** The client's address as the socket sees it (X-Forwarded-For is not trusted). */

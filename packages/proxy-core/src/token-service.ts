@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { AuthPlugin, Identity, Login, Policy } from '@org/auth-plugins';
-import { authenticateLogin, identityName } from '@org/auth-plugins';
+import type { AuthPlugin, ConnectionInfo, Identity, Login, Policy } from '@org/auth-plugins';
+import { authenticateConnection, authenticateLogin, identityName } from '@org/auth-plugins';
 import { validateRepositoryName } from '@org/registry-domains';
 import {
   calculateJwkThumbprint,
@@ -65,7 +65,15 @@ export interface TokenServiceOptions {
 
 export interface TokenService {
   /** A token for `login` (or anonymous) with what the policy grants of `scopes`. */
-  issue(login: Login | undefined, scopes: readonly string[]): Promise<TokenResponse>;
+  /**
+   * A token for `login`, or for a client without one, for what its `connection` proves (mtls,
+   * network plugins), else anonymous; with what the policy grants of `scopes`.
+   */
+  issue(
+    login: Login | undefined,
+    scopes: readonly string[],
+    connection?: ConnectionInfo,
+  ): Promise<TokenResponse>;
   /** Checks signature (ES256 only, our kid), issuer, audience and time. */
   verify(token: string): Promise<VerifiedToken>;
   /** Whether a verified token covers `action` on `repository`. */
@@ -143,8 +151,15 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
       verifiers.set(pkid, { key: previous, jwk: { ...pjwk, kid: pkid, alg: 'ES256', use: 'sig' } });
   }
 
-  const login = async (l: Login | undefined): Promise<Identity | undefined> => {
-    if (l === undefined) return undefined;
+  const login = async (
+    l: Login | undefined,
+    connection: ConnectionInfo | undefined,
+  ): Promise<Identity | undefined> => {
+    if (l === undefined) {
+      if (connection === undefined) return undefined;
+      const result = await authenticateConnection(options.plugins, connection);
+      return result?.ok ? result.identity : undefined;
+    }
     const result = await authenticateLogin(options.plugins, l);
     if (result.ok) return result.identity;
     // The same answer whatever went wrong: no user enumeration.
@@ -152,8 +167,8 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
   };
 
   return {
-    async issue(l, scopes) {
-      const identity = await login(l);
+    async issue(l, scopes, connection) {
+      const identity = await login(l, connection);
       const access: Access[] = [];
       for (const requested of parseScopes(scopes)) {
         const actions = options.policy.grant(identity, requested.name, requested.actions);
