@@ -1,5 +1,6 @@
+import type { ServerResponse } from 'node:http';
 import { json, type StandIn, startStandIn } from './server.js';
-import type { AwsKey } from './sigv4.js';
+import { type AwsKey, verifySigV4 } from './sigv4.js';
 
 /**
  * AWS STS `AssumeRoleWithWebIdentity` (IRSA): the web identity token must be the projected
@@ -67,6 +68,49 @@ export async function startSts(options: {
         '</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>',
         '</AssumeRoleWithWebIdentityResponse>',
       ].join(''),
+    );
+  });
+}
+
+/**
+ * AWS STS `GetCallerIdentity` as the proxy's aws-iam plugin meets it: answers only a request
+ * whose SigV4 signature verifies with one of `principals`' keys (checked by our own SigV4
+ * implementation, not the SDK's), with that principal's ARN; 403 `SignatureDoesNotMatch`
+ * otherwise, and 403 `RequestExpired` when x-amz-date is more than 15 minutes off.
+ */
+export async function startStsCallerIdentity(
+  principals: ReadonlyArray<{ key: AwsKey; arn: string; userId?: string }>,
+): Promise<StandIn> {
+  const error = (res: ServerResponse, code: string, message: string) => {
+    res.writeHead(403, { 'content-type': 'text/xml' });
+    res.end(
+      `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
+    );
+  };
+  return startStandIn((req, res) => {
+    const params = new URLSearchParams(req.body);
+    if (req.method !== 'POST' || params.get('Action') !== 'GetCallerIdentity')
+      return error(res, 'InvalidAction', 'stand-in answers GetCallerIdentity only');
+    const check = verifySigV4(
+      req,
+      principals.map((p) => p.key),
+    );
+    if (!check.ok) return error(res, 'SignatureDoesNotMatch', check.reason);
+    const amzDate = String(req.headers['x-amz-date'] ?? '');
+    const iso = amzDate.replace(
+      /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/,
+      '$1-$2-$3T$4:$5:$6Z',
+    );
+    const signedAt = Date.parse(iso) || 0;
+    if (Math.abs(Date.now() - signedAt) > 15 * 60_000)
+      return error(res, 'RequestExpired', 'Request has expired.');
+    const accessKeyId = /Credential=([^/]+)\//.exec(String(req.headers.authorization))?.[1];
+    const principal = principals.find((p) => p.key.accessKeyId === accessKeyId);
+    if (!principal) return error(res, 'InvalidClientTokenId', 'unknown key');
+    const account = /::(\d{12}):/.exec(principal.arn)?.[1] ?? '';
+    res.writeHead(200, { 'content-type': 'text/xml' });
+    res.end(
+      `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>${principal.arn}</Arn><UserId>${principal.userId ?? 'AROASTANDIN:i-0123'}</UserId><Account>${account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
     );
   });
 }

@@ -3,7 +3,7 @@ export { startEcr } from './aws-ecr.js';
 export type { ImdsStandIn } from './aws-metadata.js';
 export { startImds, startPodIdentityAgent } from './aws-metadata.js';
 export { RedirectToStandIn } from './aws-redirect.js';
-export { startSts } from './aws-sts.js';
+export { startSts, startStsCallerIdentity } from './aws-sts.js';
 export type { AcrFault, AcrStandIn, EntraStandIn } from './azure.js';
 export { fetchVia, startAcr, startAzureImds, startEntra } from './azure.js';
 export type { CommandOptions, CommandResult, Containerd, Dockerd } from './engines.js';

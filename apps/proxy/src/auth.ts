@@ -2,6 +2,8 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type AuthPlugin,
+  type AwsIamOptions,
+  createAwsIamPlugin,
   createGcpInstanceIdentityPlugin,
   createHtpasswdPlugin,
   createKubernetesPlugin,
@@ -103,6 +105,8 @@ async function makePlugin(p: PluginConfig, baseDir: string): Promise<AuthPlugin>
       });
     case 'kubernetes':
       return createKubernetesPlugin(p as KubernetesOptions);
+    case 'aws-iam':
+      return createAwsIamPlugin(p as AwsIamOptions);
     case 'mtls':
       return createMtlsPlugin(p as MtlsOptions);
     case 'network':

@@ -157,8 +157,21 @@ const networkPlugin = z
   })
   .strict();
 
+const awsIamPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('aws-iam'),
+    serverId: z.string().min(1),
+    accounts: z.array(z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')).min(1),
+    principals: z.array(z.string().min(1)).min(1).optional(),
+    regions: z.array(z.string().min(1)).optional(),
+    stsEndpoints: z.array(z.url()).min(1).optional(),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  awsIamPlugin,
   mtlsPlugin,
   networkPlugin,
   modulePlugin,

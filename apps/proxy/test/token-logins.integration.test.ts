@@ -18,6 +18,7 @@ import {
   startOidcIssuer,
   startSlapd,
   startStandIn,
+  startStsCallerIdentity,
   writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,6 +38,9 @@ let image: OciImage;
 let proxy: Started;
 let apiServer: StandIn;
 let slapd: Slapd;
+let sts: StandIn;
+const nodeKey = { accessKeyId: 'AKIANODEROLE', secretAccessKey: 'node-secret' };
+const strangerKey = { accessKeyId: 'AKIASTRANGER', secretAccessKey: 'stranger-secret' };
 /** Service-account tokens the stand-in API server's TokenReview accepts, and whose they are. */
 const serviceAccounts = new Map<string, string>();
 
@@ -44,6 +48,10 @@ beforeAll(async () => {
   registry = await startDockerRegistry();
   issuer = await startOidcIssuer();
   google = await startOidcIssuer();
+  sts = await startStsCallerIdentity([
+    { key: nodeKey, arn: 'arn:aws:sts::123456789012:assumed-role/eks-node-prod/i-0abc' },
+    { key: strangerKey, arn: 'arn:aws:sts::999999999999:assumed-role/eks-node-prod/i-0def' },
+  ]);
   slapd = await startSlapd([
     { uid: 'alice', password: 'alice-pw', groups: ['platform'] },
     { uid: 'carol', password: 'carol-pw', groups: ['dev'] },
@@ -90,8 +98,10 @@ beforeAll(async () => {
       `    - { name: gke, type: gcp-instance-identity, audience: docker.example.com, projectIds: [acme-prod], zones: ["europe-west1-*"], issuer: "${google.issuer}", jwksUri: "${google.issuer}/jwks" }`,
       `    - { name: corp, type: ldap, url: "${slapd.url}", startTls: true, caFile: "${slapd.caFile}", userSearchBase: "ou=people,${slapd.suffix}", bindDn: "${slapd.adminDn}", bindPassword: "${slapd.adminPassword}" }`,
       `    - { name: robots, type: module, path: ./api-keys-plugin.mjs, options: { keys: [ { sha256: "${keyDigest}", subject: robot-1, groups: [ci] } ] } }`,
+      `    - { name: eks, type: aws-iam, serverId: docker.example.com, accounts: ["123456789012"], principals: ["eks-node-*"], stsEndpoints: ["${sts.url}"] }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
+      '    - { identities: ["eks:123456789012/eks-node-*"], repositories: ["**"], actions: [pull] }',
       '    - { identities: ["robots:*"], groups: [ci], repositories: ["team-a/**"], actions: [pull] }',
       '    - { identities: ["corp:*"], groups: [platform], repositories: ["**"], actions: [pull] }',
       '    - { identities: ["gke:acme-prod/*"], repositories: ["**"], actions: [pull] }',
@@ -110,6 +120,7 @@ afterAll(async () => {
   await issuer?.close();
   await google?.close();
   await slapd?.close();
+  await sts?.close();
   await apiServer?.close();
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
@@ -234,5 +245,31 @@ describe('a custom plugin module (the README example) through the proxy binary',
     const { stdout } = await inspect('robot', 'robot-key-1');
     expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
     expect(await refusal('robot', 'robot-key-2')).toMatch(/unauthorized|401/i);
+  });
+});
+
+describe('EKS nodes logging in with their IAM role (signed GetCallerIdentity)', () => {
+  it('pulls with what @org/registry-auth signs on the node; another account is refused', async () => {
+    for (const [key, allowed] of [
+      [nodeKey, true],
+      [strangerKey, false],
+    ] as const) {
+      const creds = await new RegistryAuth().getCredentials(proxy.address, {
+        provider: 'instance-identity',
+        kind: 'aws-iam',
+        audience: 'docker.example.com',
+        stsEndpoint: sts.url,
+        credentials: key,
+      });
+      expect(creds.username).toBe('_aws');
+      expect(creds.password).not.toContain(key.secretAccessKey);
+      if (allowed) {
+        const { stdout } = await inspect(creds.username, creds.password);
+        expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+      } else {
+        expect(await refusal(creds.username, creds.password)).toMatch(/unauthorized|401/i);
+      }
+    }
+    expect(sts.requests.length).toBeGreaterThanOrEqual(2);
   });
 });

@@ -1,5 +1,11 @@
 export type { AwsSourceOptions } from './aws.js';
 export { createAwsSource } from './aws.js';
+export type { AwsIamLoginOptions, AwsIamLoginPassword } from './aws-iam-login.js';
+export {
+  AWS_IAM_SERVER_ID_HEADER,
+  GET_CALLER_IDENTITY_BODY,
+  signAwsIamLogin,
+} from './aws-iam-login.js';
 export type { AzureSourceOptions } from './azure.js';
 export { ACR_REFRESH_TOKEN_USERNAME, createAzureSource } from './azure.js';
 export type { CredentialCacheOptions, CredentialLabels, CredentialMetrics } from './cache.js';

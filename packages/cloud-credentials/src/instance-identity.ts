@@ -1,3 +1,8 @@
+import {
+  type AwsIamLoginOptions,
+  type AwsIamLoginPassword,
+  signAwsIamLogin,
+} from './aws-iam-login.js';
 import { CredentialsError } from './errors.js';
 import { identityOf } from './identity.js';
 import { safeCause } from './sanitize.js';
@@ -7,10 +12,23 @@ import type { CredentialSource, CredentialTarget, RegistryCredentials } from './
 export const INSTANCE_IDENTITY_USERNAMES = { gcp: '_gcp', aws: '_aws' } as const;
 
 export interface InstanceIdentityOptions {
-  /** `gcp`: a Google-signed identity token; `aws`: the EC2 instance identity document, signed. */
-  readonly kind: 'gcp' | 'aws';
-  /** gcp: the audience the token is for (our proxy, e.g. `docker.example.com`). Required for gcp. */
+  /**
+   * `gcp`: a Google-signed identity token; `aws`: the EC2 instance identity document, signed;
+   * `aws-iam`: a signed, unsent `sts:GetCallerIdentity` request (the strong AWS method: works for
+   * any AWS credentials, IRSA and Pod Identity included, and expires in 15 minutes).
+   */
+  readonly kind: 'gcp' | 'aws' | 'aws-iam';
+  /**
+   * gcp: the audience the token is for (our proxy, e.g. `docker.example.com`); aws-iam: the proxy
+   * id signed into the request. Required for both.
+   */
   readonly audience?: string;
+  /** aws-iam: STS region (default: the global endpoint, us-east-1). */
+  readonly region?: string;
+  /** aws-iam: STS endpoint override. */
+  readonly stsEndpoint?: string;
+  /** aws-iam: AWS credentials; default the SDK's chain. */
+  readonly credentials?: AwsIamLoginOptions['credentials'];
   /**
    * Metadata endpoint: default `http://metadata.google.internal` (gcp) or
    * `http://169.254.169.254` (aws). Apps pass GCE_METADATA_HOST / AWS_EC2_METADATA_SERVICE_ENDPOINT.
@@ -39,10 +57,13 @@ export interface AwsInstanceIdentityPassword {
  * over IMDSv2. The proxy verifies either against Google's or AWS's keys.
  */
 export function createInstanceIdentitySource(options: InstanceIdentityOptions): CredentialSource {
-  if (options.kind !== 'gcp' && options.kind !== 'aws')
-    throw new TypeError('kind must be gcp or aws');
-  if (options.kind === 'gcp' && (typeof options.audience !== 'string' || options.audience === '')) {
-    throw new TypeError('instance-identity gcp needs an audience');
+  if (options.kind !== 'gcp' && options.kind !== 'aws' && options.kind !== 'aws-iam')
+    throw new TypeError('kind must be gcp, aws or aws-iam');
+  if (
+    (options.kind === 'gcp' || options.kind === 'aws-iam') &&
+    (typeof options.audience !== 'string' || options.audience === '')
+  ) {
+    throw new TypeError(`instance-identity ${options.kind} needs an audience`);
   }
   const endpoint = (
     options.endpoint ??
@@ -98,10 +119,37 @@ export function createInstanceIdentitySource(options: InstanceIdentityOptions): 
       kind: options.kind,
       audience: options.audience,
       endpoint: base,
+      region: options.region,
+      stsEndpoint: options.stsEndpoint,
     }),
     cacheable: true,
     async fetch(target: CredentialTarget): Promise<RegistryCredentials> {
       const fields = { provider: 'instance-identity', registry: target.registry };
+      if (options.kind === 'aws-iam') {
+        let signed: AwsIamLoginPassword;
+        try {
+          signed = await signAwsIamLogin({
+            serverId: options.audience as string,
+            ...(options.region ? { region: options.region } : {}),
+            ...(options.stsEndpoint ? { endpoint: options.stsEndpoint } : {}),
+            ...(options.credentials ? { credentials: options.credentials } : {}),
+            now,
+          });
+        } catch (err) {
+          throw new CredentialsError(
+            'CREDENTIALS_UNAVAILABLE',
+            fields,
+            'no AWS credentials to sign the GetCallerIdentity login with',
+            { cause: safeCause(err) },
+          );
+        }
+        return {
+          username: INSTANCE_IDENTITY_USERNAMES.aws,
+          password: Buffer.from(JSON.stringify(signed)).toString('base64url'),
+          // STS accepts a signed request for 15 minutes; present it for 5.
+          expiresAt: new Date(now() + 5 * 60_000),
+        };
+      }
       if (options.kind === 'gcp') {
         const query = new URLSearchParams({ audience: options.audience as string, format: 'full' });
         const token = (
