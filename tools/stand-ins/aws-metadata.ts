@@ -16,6 +16,8 @@ export async function startImds(options: {
   role?: string;
   key?: AwsKey & { expiration?: Date };
   identityDocument?: Record<string, unknown>;
+  /** Makes the base64 `signature` of the document (e.g. RSA-SHA256 with a test key). */
+  signIdentityDocument?: (document: string) => string;
 }): Promise<ImdsStandIn> {
   const tokens: string[] = [];
   const role = options.role ?? 'node-role';
@@ -80,7 +82,10 @@ export async function startImds(options: {
       case '/latest/dynamic/instance-identity/document':
         return text(doc);
       case '/latest/dynamic/instance-identity/signature':
-        return text(`signature-of:${Buffer.from(doc).toString('base64').slice(0, 16)}`);
+        return text(
+          options.signIdentityDocument?.(doc) ??
+            `signature-of:${Buffer.from(doc).toString('base64').slice(0, 16)}`,
+        );
       case '/latest/dynamic/instance-identity/rsa2048':
       case '/latest/dynamic/instance-identity/pkcs7':
         return text(`pkcs7-of:${Buffer.from(doc).toString('base64').slice(0, 16)}`);

@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import {
   type AuthPlugin,
   type AwsIamOptions,
+  type AwsInstanceIdentityOptions,
   createAwsIamPlugin,
+  createAwsInstanceIdentityPlugin,
   createGcpInstanceIdentityPlugin,
   createHtpasswdPlugin,
   createKubernetesPlugin,
@@ -105,6 +107,8 @@ async function makePlugin(p: PluginConfig, baseDir: string): Promise<AuthPlugin>
       });
     case 'kubernetes':
       return createKubernetesPlugin(p as KubernetesOptions);
+    case 'aws-instance-identity':
+      return createAwsInstanceIdentityPlugin(p as AwsInstanceIdentityOptions);
     case 'aws-iam':
       return createAwsIamPlugin(p as AwsIamOptions);
     case 'mtls':

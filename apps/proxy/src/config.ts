@@ -169,8 +169,20 @@ const awsIamPlugin = z
   })
   .strict();
 
+const awsInstanceIdentityPlugin = z
+  .object({
+    name: z.string().min(1),
+    type: z.literal('aws-instance-identity'),
+    accounts: z.array(z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')).min(1),
+    regions: z.array(z.string().min(1)).min(1).optional(),
+    instanceIds: z.array(z.string().min(1)).min(1).optional(),
+    certificates: z.record(z.string().min(1), z.string().min(1)),
+  })
+  .strict();
+
 const authPlugin = z.discriminatedUnion('type', [
   oidcPlugin,
+  awsInstanceIdentityPlugin,
   awsIamPlugin,
   mtlsPlugin,
   networkPlugin,

@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash, createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
   type StandIn,
   startDockerRegistry,
   startGceMetadata,
+  startImds,
   startOidcIssuer,
   startSlapd,
   startStandIn,
@@ -85,6 +86,26 @@ beforeAll(async () => {
   const example = /```js\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('## Custom plugins')));
   writeFileSync(join(dir, 'api-keys-plugin.mjs'), example?.[1] ?? '');
   const keyDigest = createHash('sha256').update('robot-key-1').digest('hex');
+  // a stand-in for AWS's identity-document certificate
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'aws.key'),
+      '-out',
+      join(dir, 'aws.crt'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=aws-stand-in',
+    ],
+    { stdio: 'ignore' },
+  );
   const port = await freePort();
   const config = join(dir, 'proxy.yaml');
   writeFileSync(
@@ -99,8 +120,10 @@ beforeAll(async () => {
       `    - { name: corp, type: ldap, url: "${slapd.url}", startTls: true, caFile: "${slapd.caFile}", userSearchBase: "ou=people,${slapd.suffix}", bindDn: "${slapd.adminDn}", bindPassword: "${slapd.adminPassword}" }`,
       `    - { name: robots, type: module, path: ./api-keys-plugin.mjs, options: { keys: [ { sha256: "${keyDigest}", subject: robot-1, groups: [ci] } ] } }`,
       `    - { name: eks, type: aws-iam, serverId: docker.example.com, accounts: ["123456789012"], principals: ["eks-node-*"], stsEndpoints: ["${sts.url}"] }`,
+      `    - { name: ec2, type: aws-instance-identity, accounts: ["123456789012"], regions: [eu-west-1], certificates: { "*": "${join(dir, 'aws.crt')}" } }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
+      '    - { identities: ["ec2:123456789012/*"], repositories: ["team-a/**"], actions: [pull] }',
       '    - { identities: ["eks:123456789012/eks-node-*"], repositories: ["**"], actions: [pull] }',
       '    - { identities: ["robots:*"], groups: [ci], repositories: ["team-a/**"], actions: [pull] }',
       '    - { identities: ["corp:*"], groups: [platform], repositories: ["**"], actions: [pull] }',
@@ -271,5 +294,39 @@ describe('EKS nodes logging in with their IAM role (signed GetCallerIdentity)', 
       }
     }
     expect(sts.requests.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('EC2 nodes logging in with their instance identity document', () => {
+  it('pulls with the document @org/registry-auth reads over IMDSv2; a tampered one is refused', async () => {
+    const imds = await startImds({
+      signIdentityDocument: (doc) =>
+        createSign('RSA-SHA256')
+          .update(doc)
+          .sign(readFileSync(join(dir, 'aws.key')), 'base64'),
+    });
+    try {
+      const creds = await new RegistryAuth().getCredentials(proxy.address, {
+        provider: 'instance-identity',
+        kind: 'aws',
+        endpoint: imds.url,
+      });
+      expect(creds.username).toBe('_aws');
+      const { stdout } = await inspect(creds.username, creds.password);
+      expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
+      const presented = JSON.parse(Buffer.from(creds.password, 'base64url').toString()) as Record<
+        string,
+        string
+      >;
+      const tampered = {
+        ...presented,
+        document: (presented.document ?? '').replace('123456789012', '123456789013'),
+      };
+      expect(
+        await refusal('_aws', Buffer.from(JSON.stringify(tampered)).toString('base64url')),
+      ).toMatch(/unauthorized|401/i);
+    } finally {
+      await imds.close();
+    }
   });
 });

@@ -46,6 +46,8 @@ export interface InstanceIdentityOptions {
 export interface AwsInstanceIdentityPassword {
   /** The identity document, exactly as IMDS served it. */
   readonly document: string;
+  /** Its base64 SHA256-RSA signature (`/latest/dynamic/instance-identity/signature`). */
+  readonly signature: string;
   /** Its PKCS#7 signature (`/latest/dynamic/instance-identity/rsa2048`), base64. */
   readonly rsa2048: string;
 }
@@ -179,8 +181,9 @@ export function createInstanceIdentitySource(options: InstanceIdentityOptions): 
         headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '300' },
       });
       const headers = { 'x-aws-ec2-metadata-token': session.trim() };
-      const [document, rsa2048] = await Promise.all([
+      const [document, signature, rsa2048] = await Promise.all([
         call(fields, '/latest/dynamic/instance-identity/document', { headers }),
+        call(fields, '/latest/dynamic/instance-identity/signature', { headers }),
         call(fields, '/latest/dynamic/instance-identity/rsa2048', { headers }),
       ]);
       try {
@@ -192,7 +195,11 @@ export function createInstanceIdentitySource(options: InstanceIdentityOptions): 
           'the instance identity document is not JSON',
         );
       }
-      const password: AwsInstanceIdentityPassword = { document, rsa2048: rsa2048.trim() };
+      const password: AwsInstanceIdentityPassword = {
+        document,
+        signature: signature.replace(/\s+/g, ''),
+        rsa2048: rsa2048.trim(),
+      };
       return {
         username: INSTANCE_IDENTITY_USERNAMES.aws,
         password: Buffer.from(JSON.stringify(password)).toString('base64url'),
