@@ -6,6 +6,8 @@ export { RedirectToStandIn } from './aws-redirect.js';
 export { startSts, startStsCallerIdentity } from './aws-sts.js';
 export type { AcrFault, AcrStandIn, EntraStandIn } from './azure.js';
 export { fetchVia, startAcr, startAzureImds, startEntra } from './azure.js';
+export type { Certificate, CertificateOptions } from './certs.js';
+export { makeCertificate } from './certs.js';
 export type { CommandOptions, CommandResult, Containerd, Dockerd } from './engines.js';
 export { startContainerd, startDockerd, writeNodeRootfs } from './engines.js';
 export type { GceMetadataOptions } from './gce-metadata.js';

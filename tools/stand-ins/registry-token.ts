@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { createPrivateKey, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeCertificate } from './certs.js';
 import { json, type StandIn, startStandIn } from './server.js';
 
 /** One token request the stand-in answered. */
@@ -51,29 +51,9 @@ export async function startRegistryTokenServer(
   options: RegistryTokenServerOptions = {},
 ): Promise<RegistryTokenServer> {
   const dir = mkdtempSync(join(tmpdir(), 'registry-token-'));
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=registry-token-stand-in',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { certFile, keyFile } = makeCertificate(dir, 'signing', {
+    subject: '/CN=registry-token-stand-in',
+  });
   const key: KeyObject = createPrivateKey(readFileSync(keyFile));
   const der = readFileSync(certFile, 'utf8')
     .replace(/-----[A-Z ]+-----/g, '')

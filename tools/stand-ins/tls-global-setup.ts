@@ -4,66 +4,20 @@
  * environment the workers inherit: NODE_EXTRA_CA_CERTS (Node trusts the CA; MSAL insists on
  * https authorities) and STAND_IN_TLS_DIR (stand-ins serve the leaf).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeCertificate } from './certs.js';
 
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'stand-in-tls-'));
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=stand-in test CA',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  );
-  run(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-keyout',
-    'leaf.key',
-    '-out',
-    'leaf.csr',
-  );
-  writeFileSync(
-    join(dir, 'leaf.ext'),
-    'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
-  );
-  run(
-    'x509',
-    '-req',
-    '-in',
-    'leaf.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'leaf.ext',
-    '-out',
-    'leaf.crt',
-  );
+  const ca = makeCertificate(dir, 'ca', { subject: '/CN=stand-in test CA' });
+  makeCertificate(dir, 'leaf', {
+    subject: '/CN=127.0.0.1',
+    san: 'IP:127.0.0.1,IP:::1,DNS:localhost',
+    extendedKeyUsage: 'serverAuth',
+    ca,
+  });
   // Add to, never replace, the CAs this machine already gives Node (its network may need them:
   // npm's registry, for one).
   const previous = process.env.NODE_EXTRA_CA_CERTS;

@@ -1,5 +1,14 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -7,6 +16,7 @@ import { promisify } from 'node:util';
 import {
   type DockerRegistry,
   freePort,
+  makeCertificate,
   type OciImage,
   startDockerRegistry,
   writeOciImage,
@@ -74,83 +84,22 @@ function servedFingerprint(address: string): Promise<string> {
   });
 }
 
-/** A self-signed P-256 certificate for 127.0.0.1 by the real openssl; returns its fingerprint. */
-function makeCert(certFile: string, keyFile: string): string {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', certFile], {
-    encoding: 'utf8',
-  })
-    .trim()
-    .replace(/^.*=/, '');
+/** A self-signed certificate for 127.0.0.1 as `<name>.crt/.key`; returns its fingerprint. */
+function makeCert(name: string): { certFile: string; keyFile: string; fingerprint: string } {
+  const made = makeCertificate(dir, name, { subject: '/CN=127.0.0.1', san: 'IP:127.0.0.1' });
+  return { ...made, fingerprint: new X509Certificate(readFileSync(made.certFile)).fingerprint256 };
 }
 
 /** A CA and a client certificate it signed (CN = `cn`), in a skopeo --cert-dir layout. */
 function makeClientCert(name: string, cn: string): { caFile: string; certDir: string } {
-  const base = join(dir, name);
-  mkdirSync(join(base, 'certs'), { recursive: true });
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  ssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    join(base, 'ca.key'),
-    '-out',
-    join(base, 'ca.crt'),
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${name} clients CA`,
-  );
-  ssl(
-    'req',
-    ...ec,
-    '-keyout',
-    join(base, 'certs', 'client.key'),
-    '-out',
-    join(base, 'client.csr'),
-    '-subj',
-    `/CN=${cn}/OU=nodes`,
-  );
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    join(base, 'client.csr'),
-    '-CA',
-    join(base, 'ca.crt'),
-    '-CAkey',
-    join(base, 'ca.key'),
-    '-CAcreateserial',
-    '-out',
-    join(base, 'certs', 'client.cert'),
-    '-days',
-    '1',
-  );
-  return { caFile: join(base, 'ca.crt'), certDir: join(base, 'certs') };
+  const certDir = join(dir, name);
+  mkdirSync(certDir, { recursive: true });
+  const ca = makeCertificate(dir, `${name}-ca`, { subject: `/CN=${name} clients CA` });
+  const client = makeCertificate(dir, `${name}-client`, { subject: `/CN=${cn}/OU=nodes`, ca });
+  // skopeo's --cert-dir takes a client pair as *.cert + *.key
+  copyFileSync(client.certFile, join(certDir, 'client.cert'));
+  copyFileSync(client.keyFile, join(certDir, 'client.key'));
+  return { caFile: ca.certFile, certDir };
 }
 
 describe('operating the proxy', () => {
@@ -334,9 +283,7 @@ describe('operating the proxy', () => {
   it('lets nodes in by client certificate (mtls), e.g. containerd mirrors that cannot send passwords', async () => {
     const trusted = makeClientCert('trusted', 'node-1.example.com');
     const stranger = makeClientCert('stranger', 'node-1.example.com');
-    const certFile = join(dir, 'mtls-server.crt');
-    const keyFile = join(dir, 'mtls-server.key');
-    makeCert(certFile, keyFile);
+    const { certFile, keyFile } = makeCert('mtls-server');
     const port = await freePort();
     const config = join(dir, 'mtls.yaml');
     writeFileSync(
@@ -440,9 +387,7 @@ describe('operating the proxy', () => {
   });
 
   it('serves TLS and picks up a renewed certificate without a restart; a broken one is refused', async () => {
-    const certFile = join(dir, 'tls.crt');
-    const keyFile = join(dir, 'tls.key');
-    const first = makeCert(certFile, keyFile);
+    const { certFile, keyFile, fingerprint: first } = makeCert('tls');
     const port = await freePort();
     const config = authConfig(
       port,
@@ -464,9 +409,10 @@ describe('operating the proxy', () => {
       expect(JSON.parse(stdout).Digest).toBe(image.manifestDigest);
 
       // renew the way cert-manager does: both files replaced
-      const second = makeCert(join(dir, 'new.crt'), join(dir, 'new.key'));
-      renameSync(join(dir, 'new.key'), keyFile);
-      renameSync(join(dir, 'new.crt'), certFile);
+      const renewed = makeCert('new');
+      const second = renewed.fingerprint;
+      renameSync(renewed.keyFile, keyFile);
+      renameSync(renewed.certFile, certFile);
       const deadline = Date.now() + 30_000;
       while ((await servedFingerprint(proxy.address)) !== second) {
         if (Date.now() > deadline) throw new Error('the renewed certificate was never served');

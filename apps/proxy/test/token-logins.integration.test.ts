@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import {
   type DockerRegistry,
   freePort,
   json,
+  makeCertificate,
   type OciImage,
   type OidcIssuer,
   type Slapd,
@@ -87,25 +88,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'api-keys-plugin.mjs'), example?.[1] ?? '');
   const keyDigest = createHash('sha256').update('robot-key-1').digest('hex');
   // a stand-in for AWS's identity-document certificate
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'aws.key'),
-      '-out',
-      join(dir, 'aws.crt'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=aws-stand-in',
-    ],
-    { stdio: 'ignore' },
-  );
+  makeCertificate(dir, 'aws', { key: 'rsa', subject: '/CN=aws-stand-in' });
   const port = await freePort();
   const config = join(dir, 'proxy.yaml');
   writeFileSync(

@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeCertificate } from '@org/tools/stand-ins';
 import { describe, expect, it } from 'vitest';
 import { createAwsInstanceIdentityPlugin } from './aws-instance-identity.js';
 import { authenticateLogin } from './login.js';
@@ -10,28 +10,8 @@ import { authenticateLogin } from './login.js';
 const dir = mkdtempSync(join(tmpdir(), 'aws-iid-'));
 /** An RSA key and self-signed certificate standing in for AWS's, made by the real openssl. */
 function testCa(name: string): { key: string; cert: string } {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${name}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key, cert };
+  const made = makeCertificate(dir, name, { key: 'rsa', subject: `/CN=${name}` });
+  return { key: made.keyFile, cert: made.certFile };
 }
 const aws = testCa('aws-stand-in');
 const other = testCa('someone-else');
