@@ -176,7 +176,8 @@ const awsInstanceIdentityPlugin = z
     accounts: z.array(z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id')).min(1),
     regions: z.array(z.string().min(1)).min(1).optional(),
     instanceIds: z.array(z.string().min(1)).min(1).optional(),
-    certificates: z.record(z.string().min(1), z.string().min(1)),
+    certificates: z.record(z.string().min(1), z.string().min(1)).optional(),
+    withoutShippedCertificates: z.boolean().optional(),
   })
   .strict();
 

@@ -103,7 +103,7 @@ beforeAll(async () => {
       `    - { name: corp, type: ldap, url: "${slapd.url}", startTls: true, caFile: "${slapd.caFile}", userSearchBase: "ou=people,${slapd.suffix}", bindDn: "${slapd.adminDn}", bindPassword: "${slapd.adminPassword}" }`,
       `    - { name: robots, type: module, path: ./api-keys-plugin.mjs, options: { keys: [ { sha256: "${keyDigest}", subject: robot-1, groups: [ci] } ] } }`,
       `    - { name: eks, type: aws-iam, serverId: docker.example.com, accounts: ["123456789012"], principals: ["eks-node-*"], stsEndpoints: ["${sts.url}"] }`,
-      `    - { name: ec2, type: aws-instance-identity, accounts: ["123456789012"], regions: [eu-west-1], certificates: { "*": "${join(dir, 'aws.crt')}" } }`,
+      `    - { name: ec2, type: aws-instance-identity, accounts: ["123456789012"], regions: [eu-west-1], certificates: { "eu-west-1": "${join(dir, 'aws.crt')}" } }`,
       '  policy:',
       '    - { identities: ["k8s:team-a/*"], repositories: ["team-a/**"], actions: [pull] }',
       '    - { identities: ["ec2:123456789012/*"], repositories: ["team-a/**"], actions: [pull] }',

@@ -1,10 +1,13 @@
-import { createSign } from 'node:crypto';
+import { createSign, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCertificate } from '@org/tools/stand-ins';
 import { describe, expect, it } from 'vitest';
-import { createAwsInstanceIdentityPlugin } from './aws-instance-identity.js';
+import {
+  createAwsInstanceIdentityPlugin,
+  shippedAwsSignatureCertificates,
+} from './aws-instance-identity.js';
 import { authenticateLogin } from './login.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'aws-iid-'));
@@ -44,6 +47,7 @@ const plugin = (extra: Record<string, unknown> = {}) =>
     name: 'ec2',
     accounts: ['123456789012'],
     certificates: { '*': aws.cert },
+    withoutShippedCertificates: true,
     ...extra,
   });
 
@@ -123,8 +127,56 @@ describe('the aws-instance-identity plugin', () => {
       createAwsInstanceIdentityPlugin({
         name: 'ec2',
         accounts: ['123456789012'],
-        certificates: {},
+        withoutShippedCertificates: true,
       }),
     ).toThrow(/certificate/);
+  });
+});
+
+describe("AWS's certificates shipped as data", () => {
+  it('covers the commercial, China and GovCloud regions, each a self-signed RSA certificate', () => {
+    const shipped = shippedAwsSignatureCertificates();
+    for (const region of [
+      'us-east-1',
+      'us-west-2',
+      'eu-west-1',
+      'eu-central-1',
+      'ap-southeast-1',
+      'sa-east-1',
+      'cn-north-1',
+      'us-gov-west-1',
+      'af-south-1',
+      'me-central-1',
+    ]) {
+      expect(shipped[region]).toBeDefined();
+    }
+    for (const [region, file] of Object.entries(shipped)) {
+      const cert = new X509Certificate(readFileSync(file));
+      expect(cert.publicKey.asymmetricKeyType, region).toBe('rsa');
+      // a transcription error anywhere in the PEM would break its own signature
+      expect(cert.verify(cert.publicKey), region).toBe(true);
+    }
+  });
+
+  it('are used by default: a document from a shipped region signed by anyone else is refused', async () => {
+    const text = document({ region: 'us-east-1' });
+    const withDefaults = createAwsInstanceIdentityPlugin({
+      name: 'ec2',
+      accounts: ['123456789012'],
+    });
+    expect(
+      (await withDefaults.authenticate({ username: '_aws', password: password(text, sign(text)) }))
+        .ok,
+    ).toBe(false);
+    // and a region's certificate can be overridden (here by the test CA)
+    const overridden = createAwsInstanceIdentityPlugin({
+      name: 'ec2',
+      accounts: ['123456789012'],
+      certificates: { 'us-east-1': aws.cert },
+    });
+    expect(
+      (await overridden.authenticate({ username: '_aws', password: password(text, sign(text)) }))
+        .ok,
+    ).toBe(true);
   });
 });

@@ -1,5 +1,7 @@
 import { createVerify, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AuthPlugin, AuthResult, Identity } from './plugin.js';
 import { globToRegExp } from './policy.js';
 
@@ -12,11 +14,14 @@ export interface AwsInstanceIdentityOptions {
   /** Globs over the instance id (`i-0abc*`); absent: any. */
   readonly instanceIds?: readonly string[];
   /**
-   * PEM files of AWS's public certificates for the base64 `signature` of the identity document,
-   * by region, with `"*"` for every region not named. AWS publishes them in the EC2 user guide
-   * ("Verify the instance identity document"); shipping them as config keeps them replaceable.
+   * PEM files of public certificates for the base64 `signature` of the identity document, by
+   * region (`"*"`: every region not named), merged over the ones shipped in `data/` (AWS's, see
+   * {@link shippedAwsSignatureCertificates}): override a region, add one AWS opens later, or set
+   * a test certificate.
    */
-  readonly certificates: Readonly<Record<string, string>>;
+  readonly certificates?: Readonly<Record<string, string>>;
+  /** Leave the shipped AWS certificates out (only `certificates` count). Default false. */
+  readonly withoutShippedCertificates?: boolean;
 }
 
 /** What the `_aws` password of this method decodes to (base64url JSON). */
@@ -37,6 +42,20 @@ interface Document {
 }
 
 const PASSWORD_MAX = 16 * 1024;
+const SHIPPED = fileURLToPath(new URL('../data/aws-iid-signature/', import.meta.url));
+
+/**
+ * The certificates AWS publishes for the base64 `signature` of instance identity documents
+ * (EC2 user guide, "AWS public certificates" for the RSA type), one `<region>.pem` per region,
+ * shipped in this package's `data/aws-iid-signature/`: region -> file.
+ */
+export function shippedAwsSignatureCertificates(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const file of readdirSync(SHIPPED)) {
+    if (file.endsWith('.pem')) out[file.slice(0, -4)] = join(SHIPPED, file);
+  }
+  return out;
+}
 
 /**
  * EC2 nodes logging in with their instance identity document and its signature (username
@@ -61,7 +80,11 @@ export function createAwsInstanceIdentityPlugin(options: AwsInstanceIdentityOpti
     throw new TypeError(`${name}.accounts: one or more 12-digit AWS account ids`);
   }
   const certificates = new Map<string, string>();
-  for (const [region, file] of Object.entries(options.certificates ?? {})) {
+  const files = {
+    ...(options.withoutShippedCertificates ? {} : shippedAwsSignatureCertificates()),
+    ...options.certificates,
+  };
+  for (const [region, file] of Object.entries(files)) {
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(readFileSync(file));

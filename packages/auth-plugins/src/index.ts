@@ -1,7 +1,10 @@
 export type { AwsIamOptions } from './aws-iam.js';
 export { createAwsIamPlugin } from './aws-iam.js';
 export type { AwsInstanceIdentityOptions } from './aws-instance-identity.js';
-export { createAwsInstanceIdentityPlugin } from './aws-instance-identity.js';
+export {
+  createAwsInstanceIdentityPlugin,
+  shippedAwsSignatureCertificates,
+} from './aws-instance-identity.js';
 export type { MtlsOptions, NetworkOptions } from './connection-plugins.js';
 export { createMtlsPlugin, createNetworkPlugin } from './connection-plugins.js';
 export type { GcpInstanceIdentityOptions } from './gcp-instance-identity.js';
