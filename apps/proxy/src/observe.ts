@@ -82,7 +82,8 @@ export function createObservability(log: Log): Observability {
     const info = requestInfo(c.req.raw);
     const route = info.kind ?? 'other';
     const upstream = info.upstream ?? '';
-    const status = c.res.status;
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    const status = outgoing?.headersSent ? outgoing.statusCode : c.res.status;
     const seconds = (performance.now() - started) / 1000;
     requests.inc({ route, method: c.req.method, status: String(status), upstream });
     duration.observe({ route, upstream }, seconds);
@@ -120,8 +121,12 @@ export function createObservability(log: Log): Observability {
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     const socket = outgoing?.socket ?? undefined;
     const before = socket?.bytesWritten ?? 0;
+    // On Node's response too: blob bodies are written to it directly, past Hono's Response.
+    outgoing?.setHeader('x-request-id', id);
     await next();
-    c.header('x-request-id', id);
+    // Not when the body went to Node's response directly: touching c.res would make Hono
+    // replace the "already sent" marker with a response of its own.
+    if (!outgoing?.headersSent) c.header('x-request-id', id);
     if (outgoing === undefined) {
       finish(c, id, started, undefined, false);
       return;

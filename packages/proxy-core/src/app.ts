@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CredentialsError, RegistryAuth, RegistryValidationError } from '@org/registry-auth';
 import { type Context, Hono } from 'hono';
 import { ChallengeError, mountTokenRoutes, requireToken } from './client-auth.js';
 import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from './config.js';
 import { RegistryError } from './errors.js';
+import { discardBody, nodeBodyOf, nodeFetch, pipeToClient, withWebBody } from './node-stream.js';
 import { requestInfo } from './observe.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
@@ -36,6 +38,16 @@ const PASSED_HEADERS = [
   'oci-filters-applied',
 ] as const;
 const ERROR_BODY_MAX = 64 * 1024;
+/** How upstream requests are made: `fetch`, or node:http for blob bodies ({@link nodeFetch}). */
+type Transport = (
+  url: URL,
+  init: {
+    method: string;
+    headers: Record<string, string>;
+    redirect: 'manual';
+    signal: AbortSignal;
+  },
+) => Promise<Response>;
 const MAX_REDIRECTS = 5;
 
 /**
@@ -94,6 +106,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     url: URL,
     init: { method: string; headers: Record<string, string>; handOff?: boolean },
     authorization: string | undefined,
+    transport: Transport,
   ): Promise<Response> => {
     const timer = new AbortController();
     const timeout = setTimeout(() => timer.abort(), timeoutMs);
@@ -102,7 +115,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       let target = url;
       for (let hop = 0; ; hop++) {
         const sameOrigin = target.origin === upstream.base.origin;
-        const res = await doFetch(target, {
+        const res = await transport(target, {
           method: init.method,
           headers: {
             'user-agent': 'docker-registry-proxy',
@@ -119,7 +132,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         if (location === null) return res;
         // Redirect mode: a redirect off the upstream's origin is the client's to follow.
         if (init.handOff && new URL(location, target).origin !== upstream.base.origin) return res;
-        await res.body?.cancel();
+        await discardBody(res);
         if (hop >= MAX_REDIRECTS)
           throw new RegistryError(
             502,
@@ -158,18 +171,19 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     path: string,
     init: { method: string; headers: Record<string, string>; handOff?: boolean },
     scope = `repository:${routed.upstreamName}:pull`,
+    transport: Transport = doFetch,
   ): Promise<Response> => {
     const { upstream } = routed;
     const auth = auths.get(upstream.name) as UpstreamAuth;
     const url = new URL(path, upstream.base);
     let authorization = auth.cached(scope);
-    let res = await once(client, upstream, url, init, authorization);
+    let res = await once(client, upstream, url, init, authorization, transport);
     if (res.status === 401) {
-      await res.body?.cancel();
+      await discardBody(res);
       const refused = authorization;
       if (refused !== undefined) auth.invalidate(scope);
       authorization = await auth.authorize(res, scope, refused);
-      res = await once(client, upstream, url, init, authorization);
+      res = await once(client, upstream, url, init, authorization, transport);
     }
     return res;
   };
@@ -293,6 +307,10 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       }
       case 'blob': {
         const range = c.req.header('range');
+        // Under @hono/node-server, blob bodies go from node:http straight into Node's response
+        // (the hot path); a custom `fetch` (tests observing upstream calls) keeps the web path.
+        const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+        const direct = method === 'GET' && outgoing !== undefined && options.fetch === undefined;
         const res = await send(
           c.req.raw.signal,
           routed,
@@ -302,18 +320,34 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
             headers: range === undefined ? {} : { range },
             handOff: redirectBlobs && method === 'GET',
           },
+          undefined,
+          direct ? nodeFetch : doFetch,
         );
         const location =
           res.status >= 301 && res.status <= 308 ? res.headers.get('location') : null;
         if (location !== null) {
-          await res.body?.cancel();
+          await discardBody(res);
           const to = new URL(location, upstream.base).href;
           return new Response(null, {
             status: 307,
             headers: { location: to, [API_VERSION_HEADER]: API_VERSION },
           });
         }
-        if (!(res.ok || res.status === 416)) return passError(res);
+        if (res.status === 416) {
+          // distribution 2.8 sends its 416 with the blob's full Content-Length and a short text
+          // body; passing that on would make clients wait for bytes that never come.
+          await discardBody(res);
+          const headers = new Headers({ [API_VERSION_HEADER]: API_VERSION });
+          const contentRange = res.headers.get('content-range');
+          if (contentRange) headers.set('content-range', contentRange);
+          return new Response(null, { status: 416, headers });
+        }
+        if (!res.ok) return passError(withWebBody(res));
+        const nodeBody = nodeBodyOf(res);
+        if (nodeBody !== undefined && outgoing !== undefined) {
+          pipeToClient(nodeBody, outgoing, res.status, passedHeaders(res));
+          return RESPONSE_ALREADY_SENT;
+        }
         if (method === 'HEAD') await res.body?.cancel();
         return new Response(method === 'HEAD' ? null : res.body, {
           status: res.status,

@@ -95,6 +95,23 @@ describe('the proxy with the real skopeo and a real docker-registry', () => {
     expect(JSON.parse(inspected.stdout).Digest).toBe(image.manifestDigest);
   });
 
+  it('passes Range through on the node:http blob path: 206 with the right bytes, 416 past the end', async () => {
+    const digest = image.layerDigests[1] as string;
+    const file = readFileSync(join(dir, 'image', 'blobs', 'sha256', digest.slice(7)));
+    const url = `http://${proxy}/v2/team/app/blobs/${digest}`;
+    const part = await fetch(url, { headers: { range: 'bytes=1000-1999' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 1000-1999/${file.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(file.subarray(1000, 2000))).toBe(true);
+    const past = await fetch(url, { headers: { range: `bytes=${file.length + 10}-` } });
+    expect(past.status).toBe(416);
+    await past.arrayBuffer();
+    const whole = await fetch(url);
+    expect(whole.headers.get('docker-content-digest')).toBe(digest);
+    expect(Number(whole.headers.get('content-length'))).toBe(file.length);
+    expect(Buffer.from(await whole.arrayBuffer()).equals(file)).toBe(true);
+  });
+
   it('refuses a ".." in the raw request path instead of resolving it', async () => {
     const { status, body } = await rawGet(`/v2/mirror/../team/app/manifests/v1`);
     expect(status).toBe(400);
