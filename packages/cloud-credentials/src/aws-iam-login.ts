@@ -1,6 +1,4 @@
 import { createHash, createHmac } from 'node:crypto';
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
 /** The request our proxy replays to STS: what the `_aws` password decodes to for aws-iam. */
@@ -70,8 +68,12 @@ export async function signAwsIamLogin(options: AwsIamLoginOptions): Promise<AwsI
     options.endpoint ??
       (options.region ? `https://sts.${region}.amazonaws.com` : 'https://sts.amazonaws.com'),
   );
+  // Loaded here, not at start: only nodes that log in this way need the AWS SDK.
+  const { SignatureV4 } = await import('@smithy/signature-v4');
+  const credentials =
+    options.credentials ?? (await import('@aws-sdk/credential-providers')).fromNodeProviderChain();
   const signer = new SignatureV4({
-    credentials: options.credentials ?? fromNodeProviderChain(),
+    credentials,
     region,
     service: 'sts',
     sha256: Sha256,

@@ -1,9 +1,6 @@
-import { ECRClient, type ECRClientConfig, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
-import {
-  ECRPUBLICClient,
-  GetAuthorizationTokenCommand as GetPublicAuthorizationTokenCommand,
-} from '@aws-sdk/client-ecr-public';
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type { ECRClient, ECRClientConfig } from '@aws-sdk/client-ecr';
+import type { ECRPUBLICClient } from '@aws-sdk/client-ecr-public';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { CredentialsError, type CredentialsErrorCode } from './errors.js';
 import { identityOf } from './identity.js';
 import { safeCause, statusOf } from './sanitize.js';
@@ -53,7 +50,14 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
   ) {
     throw new TypeError('maxAttempts must be a positive integer');
   }
-  const credentials = options.credentials ?? fromNodeProviderChain();
+  // The AWS SDK is loaded on first use: most processes never need it (see README). The default
+  // chain is made once and kept, so its own caching of credentials holds.
+  let chain: Promise<AwsCredentialIdentityProvider> | undefined;
+  const lazyChain: AwsCredentialIdentityProvider = async (props) => {
+    chain ??= import('@aws-sdk/credential-providers').then((m) => m.fromNodeProviderChain());
+    return (await chain)(props);
+  };
+  const credentials = options.credentials ?? lazyChain;
   const common = {
     credentials,
     ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
@@ -62,10 +66,11 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
   const privateClients = new Map<string, ECRClient>();
   let publicClient: ECRPUBLICClient | undefined;
 
-  const privateClient = (region: string, fips: boolean): ECRClient => {
+  const privateClient = async (region: string, fips: boolean): Promise<ECRClient> => {
     const key = `${region}|${fips}`;
     let client = privateClients.get(key);
     if (!client) {
+      const { ECRClient } = await import('@aws-sdk/client-ecr');
       client = new ECRClient({
         ...common,
         region,
@@ -90,7 +95,8 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
     async fetch(target: CredentialTarget): Promise<RegistryCredentials> {
       const fields = { provider: 'aws', registry: target.registry };
       if (target.public) {
-        publicClient ??= new ECRPUBLICClient({
+        const sdk = await import('@aws-sdk/client-ecr-public');
+        publicClient ??= new sdk.ECRPUBLICClient({
           ...common,
           region: ECR_PUBLIC_REGION,
           ...(options.publicEndpoint === undefined ? {} : { endpoint: options.publicEndpoint }),
@@ -99,7 +105,7 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
           | { authorizationToken?: string | undefined; expiresAt?: Date | undefined }
           | undefined;
         try {
-          data = (await publicClient.send(new GetPublicAuthorizationTokenCommand({})))
+          data = (await publicClient.send(new sdk.GetAuthorizationTokenCommand({})))
             .authorizationData;
         } catch (err) {
           throw awsError(
@@ -125,7 +131,8 @@ export function createAwsSource(options: AwsSourceOptions = {}): CredentialSourc
           }>
         | undefined;
       try {
-        const out = await privateClient(target.region, target.fips === true).send(
+        const { GetAuthorizationTokenCommand } = await import('@aws-sdk/client-ecr');
+        const out = await (await privateClient(target.region, target.fips === true)).send(
           new GetAuthorizationTokenCommand(
             options.registryIds ? { registryIds: [...options.registryIds] } : {},
           ),

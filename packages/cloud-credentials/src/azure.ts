@@ -1,9 +1,4 @@
-import {
-  DefaultAzureCredential,
-  ManagedIdentityCredential,
-  type TokenCredential,
-  WorkloadIdentityCredential,
-} from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
 import { registryHostOf } from '@org/registry-domains';
 import { CredentialsError, type CredentialsErrorCode } from './errors.js';
 import { identityOf } from './identity.js';
@@ -67,7 +62,14 @@ export function createAzureSource(options: AzureSourceOptions = {}): CredentialS
     throw new TypeError('tenantId is not a tenant id or domain');
   }
   const doFetch = options.fetch ?? fetch;
-  const credential = options.credential ?? buildCredential(options);
+  // @azure/identity is loaded on first use: most processes never need it (see README).
+  let built: Promise<TokenCredential> | undefined;
+  const credential: Pick<TokenCredential, 'getToken'> = options.credential ?? {
+    getToken: async (scopes, getTokenOptions) => {
+      built ??= buildCredential(options);
+      return (await built).getToken(scopes, getTokenOptions);
+    },
+  };
   return {
     kind: 'azure',
     identity: identityOf('azure', {
@@ -186,7 +188,9 @@ export function createAzureSource(options: AzureSourceOptions = {}): CredentialS
   };
 }
 
-function buildCredential(options: AzureSourceOptions): TokenCredential {
+async function buildCredential(options: AzureSourceOptions): Promise<TokenCredential> {
+  const { DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential } =
+    await import('@azure/identity');
   const common = {
     ...(options.tenantId === undefined ? {} : { tenantId: options.tenantId }),
     ...(options.authorityHost === undefined ? {} : { authorityHost: options.authorityHost }),

@@ -1,4 +1,4 @@
-import { GoogleAuth, type GoogleAuthOptions } from 'google-auth-library';
+import type { GoogleAuth, GoogleAuthOptions } from 'google-auth-library';
 import { CredentialsError, type CredentialsErrorCode } from './errors.js';
 import { identityOf } from './identity.js';
 import { safeCause, statusOf } from './sanitize.js';
@@ -41,13 +41,19 @@ export function createGcpSource(options: GcpSourceOptions = {}): CredentialSourc
     throw new TypeError('gcp takes keyFile or credentials, not both');
   }
   const now = options.now ?? Date.now;
-  const auth =
-    options.auth ??
-    new GoogleAuth({
-      scopes: [...(options.scopes ?? [GCP_REGISTRY_SCOPE])],
-      ...(options.keyFile === undefined ? {} : { keyFilename: options.keyFile }),
-      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    });
+  // google-auth-library is loaded on first use: most processes never need it (see README).
+  let auth: Promise<GoogleAuth> | undefined;
+  const getAuth = () =>
+    (auth ??= options.auth
+      ? Promise.resolve(options.auth)
+      : import('google-auth-library').then(
+          ({ GoogleAuth }) =>
+            new GoogleAuth({
+              scopes: [...(options.scopes ?? [GCP_REGISTRY_SCOPE])],
+              ...(options.keyFile === undefined ? {} : { keyFilename: options.keyFile }),
+              ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+            }),
+        ));
   return {
     kind: 'gcp',
     identity: identityOf('gcp', {
@@ -62,7 +68,7 @@ export function createGcpSource(options: GcpSourceOptions = {}): CredentialSourc
       let token: string | null | undefined;
       let expiry: unknown;
       try {
-        const client = await auth.getClient();
+        const client = await (await getAuth()).getClient();
         token = (await client.getAccessToken()).token;
         expiry = client.credentials?.expiry_date;
       } catch (err) {
