@@ -1,0 +1,112 @@
+import type { RegistryAuth } from '@org/registry-auth';
+import { registryHostOf } from '@org/registry-domains';
+import { type Rule, ruleFor } from './rules.js';
+
+/** The API group kubelet speaks to exec credential plugins (KEP-2133). */
+const GROUP = 'credentialprovider.kubelet.k8s.io';
+const VERSIONS = new Set([`${GROUP}/v1`, `${GROUP}/v1beta1`, `${GROUP}/v1alpha1`]);
+const INPUT_MAX = 1024 * 1024;
+/** Credentials are handed out for their lifetime less this, so kubelet never holds stale ones. */
+const EXPIRY_MARGIN_MS = 60_000;
+/** Longest cacheDuration we give (static credentials have no expiry of their own). */
+const CACHE_MAX_MS = 60 * 60_000;
+
+export interface CredentialProviderResponse {
+  readonly apiVersion: string;
+  readonly kind: 'CredentialProviderResponse';
+  readonly cacheKeyType: 'Registry' | 'Image';
+  readonly cacheDuration: string;
+  readonly auth: Record<string, { username: string; password: string }>;
+}
+
+/** A request kubelet would not send, or one we cannot answer: one line for stderr. */
+export class CredentialProviderError extends Error {
+  override readonly name = 'CredentialProviderError';
+}
+
+/**
+ * One kubelet exec-plugin exchange: checks the `CredentialProviderRequest` JSON, finds the first
+ * rule matching its image, gets credentials from @org/registry-auth and answers a
+ * `CredentialProviderResponse` in the request's apiVersion: `auth` keyed by the image's registry
+ * host, `cacheKeyType: Registry`, `cacheDuration` the credential's remaining life less a minute
+ * (at most an hour). An image no rule matches gets no credentials and `cacheDuration: 0s`.
+ *
+ * @throws CredentialProviderError with a message naming the rule and provider, never a secret.
+ */
+export async function answerCredentialProviderRequest(
+  input: string,
+  rules: readonly Rule[],
+  auth: RegistryAuth,
+  now: () => number = Date.now,
+): Promise<CredentialProviderResponse> {
+  if (input.length > INPUT_MAX) throw new CredentialProviderError('the request is too large');
+  let request: { apiVersion?: unknown; kind?: unknown; image?: unknown };
+  try {
+    request = JSON.parse(input);
+  } catch {
+    throw new CredentialProviderError('the request on stdin is not JSON');
+  }
+  if (typeof request !== 'object' || request === null)
+    throw new CredentialProviderError('the request on stdin is not a JSON object');
+  if (request.kind !== 'CredentialProviderRequest')
+    throw new CredentialProviderError('kind must be CredentialProviderRequest');
+  if (typeof request.apiVersion !== 'string' || !VERSIONS.has(request.apiVersion))
+    throw new CredentialProviderError(`apiVersion must be ${GROUP}/v1 (or v1beta1, v1alpha1)`);
+  const image = request.image;
+  if (typeof image !== 'string' || image === '' || image.length > 1024)
+    throw new CredentialProviderError('image must be a non-empty string');
+  let registry: string;
+  try {
+    registry = registryHostOf(image);
+  } catch {
+    throw new CredentialProviderError(
+      `image ${JSON.stringify(image.slice(0, 256))} is not an image reference`,
+    );
+  }
+  const found = ruleFor(rules, image);
+  const response = (cacheDuration: string, entries: CredentialProviderResponse['auth']) =>
+    ({
+      apiVersion: request.apiVersion as string,
+      kind: 'CredentialProviderResponse',
+      cacheKeyType: 'Registry',
+      cacheDuration,
+      auth: entries,
+    }) as const;
+  if (found === undefined) return response('0s', {});
+  let creds: Awaited<ReturnType<RegistryAuth['getCredentials']>>;
+  try {
+    creds = await auth.getCredentials(image, found.rule.credentials);
+  } catch (err) {
+    throw new CredentialProviderError(
+      `rule ${found.index} (${found.rule.credentials.provider}) has no credentials for ${registry}: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  const left = creds.expiresAt.getTime() - now() - EXPIRY_MARGIN_MS;
+  const seconds = Math.max(0, Math.floor(Math.min(left, CACHE_MAX_MS) / 1000));
+  return response(`${seconds}s`, {
+    [registry]: { username: creds.username, password: creds.password },
+  });
+}
+
+/**
+ * The kubelet `CredentialProviderConfig` that sends the rules' images to this plugin: one
+ * provider named `name` whose `matchImages` are every rule's globs, in order.
+ */
+export function credentialProviderConfig(
+  rules: readonly Rule[],
+  name = 'kubelet-image-service',
+): Record<string, unknown> {
+  return {
+    apiVersion: 'kubelet.config.k8s.io/v1',
+    kind: 'CredentialProviderConfig',
+    providers: [
+      {
+        name,
+        matchImages: [...new Set(rules.flatMap((r) => r.match))],
+        defaultCacheDuration: '5m',
+        apiVersion: `${GROUP}/v1`,
+        args: ['credential-provider', '--config', '/etc/kubelet-image-service/rules.yaml'],
+      },
+    ],
+  };
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import type { GetRegistryCredentialsOptions } from '@org/registry-auth';
+import { compileImagePattern, matchImage } from '@org/registry-domains';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** One rule: images matching any `match` glob get credentials from `credentials`. */
+export interface Rule {
+  /** kubelet `matchImages` globs (registry-domains `matchImage`). */
+  readonly match: readonly string[];
+  readonly credentials: GetRegistryCredentialsOptions;
+  /** Replace credentials kubelet already sent (CRI mode). Default false. */
+  readonly override: boolean;
+}
+
+const PROVIDERS = [
+  'auto',
+  'gcp',
+  'aws',
+  'azure',
+  'static',
+  'docker-config',
+  'instance-identity',
+] as const;
+
+const schema = z
+  .object({
+    rules: z
+      .array(
+        z
+          .object({
+            match: z.array(z.string().min(1)).min(1),
+            // The source options are checked by @org/registry-auth when used; here the provider.
+            credentials: z.looseObject({ provider: z.enum(PROVIDERS) }),
+            override: z.boolean().optional(),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+
+export class RulesError extends Error {
+  override readonly name = 'RulesError';
+}
+
+/**
+ * Checks a rules document (ARCHITECTURE.md: `rules: [{ match, credentials, override? }]`), every
+ * problem listed by path in one message; each `match` glob must be one kubelet accepts.
+ *
+ * @throws RulesError
+ */
+export function parseRules(raw: unknown, source = 'rules'): Rule[] {
+  const result = schema.safeParse(raw);
+  const problems = result.success
+    ? []
+    : result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  if (result.success) {
+    result.data.rules.forEach((rule, i) => {
+      rule.match.forEach((glob, j) => {
+        try {
+          compileImagePattern(glob);
+        } catch (err) {
+          problems.push(`rules.${i}.match.${j}: ${(err as Error).message}`);
+        }
+      });
+    });
+  }
+  if (!result.success || problems.length > 0)
+    throw new RulesError(`invalid ${source}: ${problems.join('; ')}`);
+  return result.data.rules.map((r) => ({
+    match: r.match,
+    credentials: r.credentials as GetRegistryCredentialsOptions,
+    override: r.override ?? false,
+  }));
+}
+
+/** Reads and checks a rules file (YAML; JSON is YAML too). @throws RulesError */
+export function loadRules(file: string): Rule[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new RulesError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new RulesError(`${file} is not YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseRules(raw, file);
+}
+
+/** The first rule one of whose globs matches `image`, with its index; undefined: none. */
+export function ruleFor(
+  rules: readonly Rule[],
+  image: string,
+): { rule: Rule; index: number } | undefined {
+  const index = rules.findIndex((r) => r.match.some((glob) => matchImage(glob, image)));
+  return index < 0 ? undefined : { rule: rules[index] as Rule, index };
+}
