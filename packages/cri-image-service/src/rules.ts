@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { GetRegistryCredentialsOptions } from '@org/registry-auth';
+import { CREDENTIAL_PROVIDERS, type GetRegistryCredentialsOptions } from '@org/registry-auth';
 import { compileImagePattern, matchImage } from '@org/registry-domains';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -13,16 +13,6 @@ export interface Rule {
   readonly override: boolean;
 }
 
-const PROVIDERS = [
-  'auto',
-  'gcp',
-  'aws',
-  'azure',
-  'static',
-  'docker-config',
-  'instance-identity',
-] as const;
-
 const schema = z
   .object({
     rules: z
@@ -31,7 +21,7 @@ const schema = z
           .object({
             match: z.array(z.string().min(1)).min(1),
             // The source options are checked by @org/registry-auth when used; here the provider.
-            credentials: z.looseObject({ provider: z.enum(PROVIDERS) }),
+            credentials: z.looseObject({ provider: z.enum(CREDENTIAL_PROVIDERS) }),
             override: z.boolean().optional(),
           })
           .strict(),

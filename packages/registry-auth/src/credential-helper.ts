@@ -2,6 +2,7 @@ import { CredentialsError } from '@org/cloud-credentials';
 import { InvalidReferenceError, RegistryValidationError } from '@org/registry-domains';
 import type { RegistryMapping } from './mapping.js';
 import {
+  CREDENTIAL_PROVIDERS,
   type GetRegistryCredentialsOptions,
   RegistryAuth,
   type RegistryAuthOptions,
@@ -40,15 +41,7 @@ export interface HelperResult {
 /** What docker-credential-helpers print when they have nothing; clients then go anonymous. */
 export const HELPER_NOT_FOUND = 'credentials not found in native keychain';
 const PROGRAM = 'docker-credential-registry-auth';
-const PROVIDERS = new Set([
-  'auto',
-  'gcp',
-  'aws',
-  'azure',
-  'static',
-  'docker-config',
-  'instance-identity',
-]);
+const PROVIDERS: ReadonlySet<string> = new Set(CREDENTIAL_PROVIDERS);
 
 /**
  * Checks a parsed config file, listing every problem with its path.

@@ -47,4 +47,9 @@ export type {
   RegistryAuthOptions,
   RegistryCredentials,
 } from './registry-auth.js';
-export { configureRegistryAuth, getRegistryCredentials, RegistryAuth } from './registry-auth.js';
+export {
+  CREDENTIAL_PROVIDERS,
+  configureRegistryAuth,
+  getRegistryCredentials,
+  RegistryAuth,
+} from './registry-auth.js';

@@ -59,6 +59,17 @@ export interface CloudCredentialOptions {
   readonly keyFile?: string;
 }
 
+/** Every `provider` value `getRegistryCredentials` accepts. */
+export const CREDENTIAL_PROVIDERS = [
+  'auto',
+  'gcp',
+  'aws',
+  'azure',
+  'static',
+  'docker-config',
+  'instance-identity',
+] as const;
+
 /** What `getRegistryCredentials` takes: a cloud, or one of the non-cloud sources. */
 export type GetRegistryCredentialsOptions =
   | CloudCredentialOptions
