@@ -1,6 +1,22 @@
 import type { AuthPlugin, AuthResult, Identity } from './plugin.js';
 import { globToRegExp } from './policy.js';
 
+/**
+ * The account allow-list both AWS plugins require (anyone with an AWS account can sign a
+ * GetCallerIdentity or run an instance).
+ *
+ * @throws TypeError naming the plugin.
+ */
+export function checkAwsAccounts(name: string, accounts: unknown): void {
+  if (
+    !Array.isArray(accounts) ||
+    accounts.length === 0 ||
+    accounts.some((a) => typeof a !== 'string' || !/^\d{12}$/.test(a))
+  ) {
+    throw new TypeError(`${name}.accounts: one or more 12-digit AWS account ids`);
+  }
+}
+
 export interface AwsIamOptions {
   readonly name: string;
   /** Our id, which clients sign into the request (`x-registry-proxy-server-id`): our host name. */
@@ -60,13 +76,7 @@ export function createAwsIamPlugin(options: AwsIamOptions): AuthPlugin {
   if (typeof name !== 'string' || name === '') throw new TypeError('aws-iam: name is required');
   if (typeof options.serverId !== 'string' || options.serverId === '')
     throw new TypeError(`${name}.serverId: our host name, which clients sign into the request`);
-  if (
-    !Array.isArray(options.accounts) ||
-    options.accounts.length === 0 ||
-    options.accounts.some((a) => !/^\d{12}$/.test(a))
-  ) {
-    throw new TypeError(`${name}.accounts: one or more 12-digit AWS account ids`);
-  }
+  checkAwsAccounts(name, options.accounts);
   for (const region of options.regions ?? []) {
     if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(region))
       throw new TypeError(`${name}.regions: ${JSON.stringify(region)} is not a region`);

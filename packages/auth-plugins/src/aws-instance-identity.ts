@@ -2,6 +2,7 @@ import { createVerify, X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkAwsAccounts } from './aws-iam.js';
 import type { AuthPlugin, AuthResult, Identity } from './plugin.js';
 import { globToRegExp } from './policy.js';
 
@@ -72,13 +73,7 @@ export function createAwsInstanceIdentityPlugin(options: AwsInstanceIdentityOpti
   const { name } = options;
   if (typeof name !== 'string' || name === '')
     throw new TypeError('aws-instance-identity: name is required');
-  if (
-    !Array.isArray(options.accounts) ||
-    options.accounts.length === 0 ||
-    options.accounts.some((a) => !/^\d{12}$/.test(a))
-  ) {
-    throw new TypeError(`${name}.accounts: one or more 12-digit AWS account ids`);
-  }
+  checkAwsAccounts(name, options.accounts);
   const certificates = new Map<string, string>();
   const files = {
     ...(options.withoutShippedCertificates ? {} : shippedAwsSignatureCertificates()),

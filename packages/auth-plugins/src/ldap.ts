@@ -140,37 +140,34 @@ export function createLdapPlugin(options: LdapOptions): AuthPlugin {
     await dead?.then((c) => c.unbind()).catch(() => {});
   };
 
-  const findUser = async (username: string): Promise<Entry[]> => {
+  /** A search on the service connection; any failure drops it so the next login reconnects. */
+  const serviceSearch = async (base: string, search: Parameters<Client['search']>[1]) => {
     const client = await serviceClient();
     try {
-      const { searchEntries } = await client.search(options.userSearchBase as string, {
-        scope: 'sub',
-        filter: userFilter.split('{username}').join(escapeFilterValue(username)),
-        attributes: ['dn', 'memberOf', usernameAttribute],
-        sizeLimit: 2,
-      });
-      return searchEntries;
+      return (await client.search(base, search)).searchEntries;
     } catch (err) {
       await dropService();
       throw err;
     }
   };
 
+  const findUser = (username: string): Promise<Entry[]> =>
+    serviceSearch(options.userSearchBase as string, {
+      scope: 'sub',
+      filter: userFilter.split('{username}').join(escapeFilterValue(username)),
+      attributes: ['dn', 'memberOf', usernameAttribute],
+      sizeLimit: 2,
+    });
+
   const groupsOf = async (entry: Entry | undefined, dn: string): Promise<string[]> => {
     if (groupsFrom.from === 'memberOf') return strings(entry?.memberOf).map(firstRdnValue);
-    const client = await serviceClient();
-    try {
-      const { searchEntries } = await client.search(groupsFrom.searchBase, {
-        scope: 'sub',
-        filter: (groupsFrom.filter ?? '(member={dn})').split('{dn}').join(escapeFilterValue(dn)),
-        attributes: ['cn'],
-        sizeLimit: 1000,
-      });
-      return searchEntries.flatMap((g) => strings(g.cn).slice(0, 1));
-    } catch (err) {
-      await dropService();
-      throw err;
-    }
+    const groups = await serviceSearch(groupsFrom.searchBase, {
+      scope: 'sub',
+      filter: (groupsFrom.filter ?? '(member={dn})').split('{dn}').join(escapeFilterValue(dn)),
+      attributes: ['cn'],
+      sizeLimit: 1000,
+    });
+    return groups.flatMap((g) => strings(g.cn).slice(0, 1));
   };
 
   return {
