@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * kubelet-image-service: credentials for kubelet's image pulls. This version has the kubelet
- * exec credential-provider mode; the CRI ImageService proxy (`serve`) is being built (5/7).
- * Logic lives in @org/cri-image-service.
+ * kubelet-image-service: credentials for kubelet's image pulls, as the CRI ImageService kubelet
+ * points at (`serve`) or as a kubelet exec credential-provider plugin. Logic lives in
+ * @org/cri-image-service.
  */
 import {
   answerCredentialProviderRequest,
@@ -12,15 +12,28 @@ import {
 } from '@org/cri-image-service';
 import { RegistryAuth } from '@org/registry-auth';
 import { stringify } from 'yaml';
+import { serve } from './serve.js';
 
-const USAGE = `usage: kubelet-image-service credential-provider --config RULES
+const DEFAULT_LISTEN = 'unix:///run/kubelet-image-service/cri.sock';
+const DEFAULT_BACKEND = 'unix:///run/containerd/containerd.sock';
+
+const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPOINT] [--backend cri]
+                             [--backend-endpoint ENDPOINT] [--metrics-listen HOST:PORT]
+       kubelet-image-service credential-provider --config RULES
        kubelet-image-service credential-provider-config --config RULES [--name NAME]
        kubelet-image-service --help
 
+  serve                       the CRI ImageService kubelet's imageServiceEndpoint points at:
+                              every call forwarded to the node's runtime, pulls given
+                              credentials from the rules
   credential-provider         kubelet exec plugin: reads a CredentialProviderRequest on stdin,
                               writes a CredentialProviderResponse on stdout
   credential-provider-config  prints the kubelet CredentialProviderConfig for the rules
   --config RULES              rules file (YAML or JSON): rules: [{ match, credentials, override? }]
+  --listen ENDPOINT           default ${DEFAULT_LISTEN}
+  --backend cri               the node's CRI runtime (containerd, CRI-O); the default
+  --backend-endpoint ENDPOINT default ${DEFAULT_BACKEND}
+  --metrics-listen HOST:PORT  Prometheus metrics at http://HOST:PORT/metrics (off by default)
   --name NAME                 provider name (the binary's name in kubelet's bin dir)
 `;
 
@@ -29,28 +42,41 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-function parseArgs(argv: string[]): { command: string; config: string; name?: string } {
+const COMMANDS = ['serve', 'credential-provider', 'credential-provider-config'] as const;
+type Command = (typeof COMMANDS)[number];
+const FLAGS: Record<Command, readonly string[]> = {
+  serve: ['--config', '--listen', '--backend', '--backend-endpoint', '--metrics-listen'],
+  'credential-provider': ['--config'],
+  'credential-provider-config': ['--config', '--name'],
+};
+
+function parseArgs(argv: string[]): { command: Command; flags: Map<string, string> } {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
     process.exit(command === undefined ? 2 : 0);
   }
-  if (command !== 'credential-provider' && command !== 'credential-provider-config')
+  if (!(COMMANDS as readonly string[]).includes(command))
     fail(`unknown command ${JSON.stringify(command)}; try kubelet-image-service --help`, 2);
-  let config: string | undefined;
-  let name: string | undefined;
+  const known = FLAGS[command as Command];
+  const flags = new Map<string, string>();
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i] ?? '';
     const [flag, inline] = arg.includes('=')
       ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
       : [arg, undefined];
-    const value = () => inline ?? rest[++i] ?? fail(`${flag} needs a value`, 2);
-    if (flag === '--config') config = value();
-    else if (flag === '--name') name = value();
-    else fail(`unknown option ${JSON.stringify(arg)}; try kubelet-image-service --help`, 2);
+    if (!known.includes(flag))
+      fail(
+        `unknown option ${JSON.stringify(arg)} for ${command}; try kubelet-image-service --help`,
+        2,
+      );
+    flags.set(flag, inline ?? rest[++i] ?? fail(`${flag} needs a value`, 2));
   }
-  if (config === undefined) fail('--config RULES is required', 2);
-  return { command, config, ...(name === undefined ? {} : { name }) };
+  if (!flags.has('--config')) fail('--config RULES is required', 2);
+  const backend = flags.get('--backend');
+  if (backend !== undefined && backend !== 'cri')
+    fail(`--backend ${JSON.stringify(backend)}: this version has cri only`, 2);
+  return { command: command as Command, flags };
 }
 
 async function readStdin(): Promise<string> {
@@ -65,15 +91,31 @@ async function readStdin(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const { command, flags } = parseArgs(process.argv.slice(2));
   let rules: Rule[];
   try {
-    rules = loadRules(args.config);
+    rules = loadRules(flags.get('--config') as string);
   } catch (err) {
     fail((err as Error).message);
   }
-  if (args.command === 'credential-provider-config') {
-    process.stdout.write(stringify(credentialProviderConfig(rules, args.name)));
+  if (command === 'credential-provider-config') {
+    process.stdout.write(stringify(credentialProviderConfig(rules, flags.get('--name'))));
+    return;
+  }
+  if (command === 'serve') {
+    const backend = 'cri';
+    const metricsListen = flags.get('--metrics-listen');
+    try {
+      await serve({
+        listen: flags.get('--listen') ?? DEFAULT_LISTEN,
+        backend,
+        backendEndpoint: flags.get('--backend-endpoint') ?? DEFAULT_BACKEND,
+        rules,
+        ...(metricsListen === undefined ? {} : { metricsListen }),
+      });
+    } catch (err) {
+      fail((err as Error).message);
+    }
     return;
   }
   const input = await readStdin();

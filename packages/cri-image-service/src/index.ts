@@ -4,5 +4,24 @@ export {
   CredentialProviderError,
   credentialProviderConfig,
 } from './credential-provider.js';
+export type {
+  CallContext,
+  ImageBackend,
+  ImageServiceOptions,
+  PullRecord,
+  UnaryMethod,
+} from './image-service.js';
+export {
+  CallError,
+  CriBackend,
+  createImageServiceServer,
+  IMAGE_SERVICE,
+  injectCredentials,
+  listenUnix,
+  MAX_MESSAGE_BYTES,
+  shutdown,
+  socketPath,
+  UNARY_METHODS,
+} from './image-service.js';
 export type { Rule } from './rules.js';
 export { loadRules, parseRules, RulesError, ruleFor } from './rules.js';

@@ -1,0 +1,428 @@
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { RegistryAuth } from '@org/registry-auth';
+import { registryHostOf } from '@org/registry-domains';
+import { type Rule, ruleFor } from './rules.js';
+import {
+  encodeStrings,
+  messageField,
+  replaceMessageField,
+  stringField,
+  WireError,
+} from './wire.js';
+
+/** The CRI service kubelet calls on its image endpoint (v1 only: kubelet >= 1.26 needs no other). */
+export const IMAGE_SERVICE = 'runtime.v1.ImageService';
+/** kubelet's client limit for CRI messages, both ways. */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+export const UNARY_METHODS = [
+  'ListImages',
+  'ImageStatus',
+  'PullImage',
+  'RemoveImage',
+  'ImageFsInfo',
+] as const;
+export type UnaryMethod = (typeof UNARY_METHODS)[number];
+
+/** A gRPC error to hand back to kubelet as it is: code and message. */
+export class CallError extends Error {
+  override readonly name = 'CallError';
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What one call may take: kubelet's deadline (none for PullImage) and its cancellation. */
+export interface CallContext {
+  readonly deadline: grpc.Deadline;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Where ImageService calls go: the node's runtime over CRI (raw bytes), or the Docker Engine
+ * API. Requests and responses are serialized `runtime.v1` messages.
+ *
+ * @throws CallError for anything kubelet should see as a gRPC status.
+ */
+export interface ImageBackend {
+  unary(method: UnaryMethod, request: Buffer, context: CallContext): Promise<Buffer>;
+  /** `StreamImages` (cri-api 0.36); a backend without it answers UNIMPLEMENTED. */
+  streamImages(
+    request: Buffer,
+    context: CallContext,
+    onMessage: (message: Buffer) => void,
+  ): Promise<void>;
+  close(): void;
+}
+
+const identity = (b: Buffer) => b;
+function rawMethod(
+  service: string,
+  name: string,
+  responseStream: boolean,
+): grpc.MethodDefinition<Buffer, Buffer> {
+  return {
+    path: `/${service}/${name}`,
+    requestStream: false,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  };
+}
+
+function asCallError(err: unknown): CallError {
+  if (err instanceof CallError) return err;
+  const e = err as Partial<grpc.ServiceError>;
+  if (typeof e.code === 'number')
+    return new CallError(e.code, e.details ?? e.message ?? 'backend error');
+  return new CallError(grpc.status.INTERNAL, (err as Error)?.message ?? String(err));
+}
+
+/**
+ * Forwards ImageService calls to a CRI runtime (containerd, CRI-O) on `endpoint` as raw bytes:
+ * nothing is decoded, so fields newer than any proto we know reach the runtime unchanged, and
+ * the runtime's answers and errors come back as they are.
+ */
+export class CriBackend implements ImageBackend {
+  readonly #client: grpc.Client;
+
+  constructor(endpoint: string) {
+    this.#client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      'grpc.default_authority': 'localhost',
+    });
+  }
+
+  unary(method: UnaryMethod, request: Buffer, context: CallContext): Promise<Buffer> {
+    const definition = rawMethod(IMAGE_SERVICE, method, false);
+    return new Promise((resolve, reject) => {
+      const call = this.#client.makeUnaryRequest(
+        definition.path,
+        identity,
+        identity,
+        request,
+        new grpc.Metadata(),
+        { deadline: context.deadline },
+        (err, response) => {
+          context.signal.removeEventListener('abort', cancel);
+          if (err) reject(asCallError(err));
+          else resolve(response as Buffer);
+        },
+      );
+      const cancel = () => call.cancel();
+      context.signal.addEventListener('abort', cancel, { once: true });
+    });
+  }
+
+  streamImages(
+    request: Buffer,
+    context: CallContext,
+    onMessage: (message: Buffer) => void,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.#client.makeServerStreamRequest(
+        `/${IMAGE_SERVICE}/StreamImages`,
+        identity,
+        identity,
+        request,
+        new grpc.Metadata(),
+        { deadline: context.deadline },
+      );
+      const cancel = () => call.cancel();
+      context.signal.addEventListener('abort', cancel, { once: true });
+      call.on('data', (message: Buffer) => onMessage(message));
+      call.on('error', (err) => {
+        context.signal.removeEventListener('abort', cancel);
+        reject(asCallError(err));
+      });
+      call.on('end', () => {
+        context.signal.removeEventListener('abort', cancel);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
+
+/** One pull, as logged and counted. */
+export interface PullRecord {
+  readonly image: string;
+  /** Index of the rule that matched, or null. */
+  readonly rule: number | null;
+  readonly provider: string | null;
+  /** Whether we set the request's credentials. */
+  readonly injected: boolean;
+  /** `OK` or the gRPC status name. */
+  readonly result: string;
+  readonly durationMs: number;
+}
+
+export interface ImageServiceOptions {
+  readonly backend: ImageBackend;
+  readonly rules: readonly Rule[];
+  readonly auth: RegistryAuth;
+  /** Called once per PullImage, after it ends. */
+  readonly onPull?: (record: PullRecord) => void;
+  /** Called once per forwarded call with its method, status name and seconds. */
+  readonly onCall?: (method: string, result: string, seconds: number) => void;
+  /** Called once per credential fetch with the provider and `ok` / `error`. */
+  readonly onCredentials?: (provider: string, result: 'ok' | 'error') => void;
+}
+
+const statusName = (code: grpc.status): string => grpc.status[code] ?? String(code);
+
+/**
+ * A PullImage request with credentials set from the first rule matching its image, when kubelet
+ * sent none (or the rule says `override`). Everything else in the request (sandbox config,
+ * annotations, runtime handler, fields we do not know) is kept byte for byte.
+ */
+export async function injectCredentials(
+  request: Buffer,
+  rules: readonly Rule[],
+  auth: RegistryAuth,
+  onCredentials?: ImageServiceOptions['onCredentials'],
+): Promise<{
+  request: Buffer;
+  image: string;
+  rule: number | null;
+  provider: string | null;
+  injected: boolean;
+}> {
+  let image: string | undefined;
+  let sentAuth: Buffer | undefined;
+  try {
+    const spec = messageField(request, 1);
+    image = spec === undefined ? undefined : stringField(spec, 1);
+    sentAuth = messageField(request, 2);
+  } catch (err) {
+    if (err instanceof WireError)
+      throw new CallError(grpc.status.INVALID_ARGUMENT, `PullImageRequest: ${err.message}`);
+    throw err;
+  }
+  const unchanged = { request, image: image ?? '', injected: false };
+  if (image === undefined || image === '') return { ...unchanged, rule: null, provider: null };
+  const found = ruleFor(rules, image);
+  if (found === undefined) return { ...unchanged, rule: null, provider: null };
+  const { rule, index } = found;
+  const provider = rule.credentials.provider;
+  if (sentAuth !== undefined && sentAuth.length > 0 && !rule.override)
+    return { ...unchanged, rule: index, provider };
+  const registry = registryHostOf(image);
+  let creds: Awaited<ReturnType<RegistryAuth['getCredentials']>>;
+  try {
+    creds = await auth.getCredentials(image, rule.credentials);
+    onCredentials?.(provider, 'ok');
+  } catch (err) {
+    onCredentials?.(provider, 'error');
+    throw new CallError(
+      grpc.status.UNAUTHENTICATED,
+      `kubelet-image-service: rule ${index} (${provider}) has no credentials for ${registry}: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  // containerd offers these only to the host named here; Docker Hub's pulls go to
+  // registry-1.docker.io, so for it the field stays empty.
+  const serverAddress = registry === 'docker.io' ? '' : `https://${registry}`;
+  const authConfig = encodeStrings([
+    [1, creds.username],
+    [2, creds.password],
+    [4, serverAddress],
+  ]);
+  return {
+    request: replaceMessageField(request, 2, authConfig),
+    image,
+    rule: index,
+    provider,
+    injected: true,
+  };
+}
+
+/** The `grpc.health.v1.Health` service: SERVING while the backend answers ImageFsInfo. */
+function healthService(backend: ImageBackend): {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+} {
+  const check = rawMethod('grpc.health.v1.Health', 'Check', false);
+  return {
+    definition: { Check: check },
+    implementation: {
+      Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        let service: string;
+        try {
+          service = stringField(call.request, 1) ?? '';
+        } catch {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: 'malformed HealthCheckRequest' });
+          return;
+        }
+        if (service !== '' && service !== IMAGE_SERVICE) {
+          callback({ code: grpc.status.NOT_FOUND, details: `unknown service ${service}` });
+          return;
+        }
+        const signal = AbortSignal.timeout(5000);
+        backend
+          .unary('ImageFsInfo', Buffer.alloc(0), { deadline: Date.now() + 5000, signal })
+          .then(
+            () => 1, // SERVING
+            () => 2, // NOT_SERVING
+          )
+          .then((status) => callback(null, Buffer.from([0x08, status])));
+      },
+    },
+  };
+}
+
+/**
+ * The `runtime.v1.ImageService` gRPC server kubelet points `imageServiceEndpoint` at: every
+ * method forwarded to `backend`, PullImage with credentials from the rules added on the way,
+ * plus `grpc.health.v1.Health`.
+ */
+export function createImageServiceServer(options: ImageServiceOptions): grpc.Server {
+  const { backend, rules, auth } = options;
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  const contextOf = (
+    call: grpc.ServerUnaryCall<Buffer, Buffer> | grpc.ServerWritableStream<Buffer, Buffer>,
+  ) => {
+    const abort = new AbortController();
+    call.once('cancelled', () => abort.abort());
+    return { deadline: call.getDeadline(), signal: abort.signal };
+  };
+  for (const method of UNARY_METHODS) {
+    definition[method] = rawMethod(IMAGE_SERVICE, method, false);
+    implementation[method] = (
+      call: grpc.ServerUnaryCall<Buffer, Buffer>,
+      callback: grpc.sendUnaryData<Buffer>,
+    ) => {
+      const started = performance.now();
+      const context = contextOf(call);
+      let pull: Awaited<ReturnType<typeof injectCredentials>> | undefined;
+      const run = async (): Promise<Buffer> => {
+        let request = call.request;
+        if (method === 'PullImage') {
+          pull = await injectCredentials(request, rules, auth, options.onCredentials);
+          request = pull.request;
+        }
+        return backend.unary(method, request, context);
+      };
+      run().then(
+        (response) => {
+          finish('OK');
+          callback(null, response);
+        },
+        (err) => {
+          const error = asCallError(err);
+          finish(statusName(error.code));
+          callback({ code: error.code, details: error.message });
+        },
+      );
+      const finish = (result: string) => {
+        const seconds = (performance.now() - started) / 1000;
+        options.onCall?.(method, result, seconds);
+        if (method === 'PullImage') {
+          options.onPull?.({
+            image: pull?.image ?? stringImage(call.request),
+            rule: pull?.rule ?? null,
+            provider: pull?.provider ?? null,
+            injected: pull?.injected ?? false,
+            result,
+            durationMs: Math.round(seconds * 1000),
+          });
+        }
+      };
+    };
+  }
+  definition.StreamImages = rawMethod(IMAGE_SERVICE, 'StreamImages', true);
+  implementation.StreamImages = (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+    const started = performance.now();
+    backend
+      .streamImages(call.request, contextOf(call), (message) => call.write(message))
+      .then(
+        () => {
+          options.onCall?.('StreamImages', 'OK', (performance.now() - started) / 1000);
+          call.end();
+        },
+        (err) => {
+          const error = asCallError(err);
+          options.onCall?.(
+            'StreamImages',
+            statusName(error.code),
+            (performance.now() - started) / 1000,
+          );
+          call.emit('error', { code: error.code, details: error.message });
+        },
+      );
+  };
+  server.addService(definition, implementation);
+  const health = healthService(backend);
+  server.addService(health.definition, health.implementation);
+  return server;
+}
+
+function stringImage(request: Buffer): string {
+  try {
+    const spec = messageField(request, 1);
+    return (spec === undefined ? undefined : stringField(spec, 1)) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Binds `server` to `unix:///path`: the parent directory is created (0755), a stale socket left
+ * by a previous run is removed (anything else at the path is an error), and the socket is made
+ * 0660 so only root and the socket's group reach it.
+ */
+export async function listenUnix(server: grpc.Server, endpoint: string): Promise<string> {
+  const path = socketPath(endpoint);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  try {
+    const stat = lstatSync(path);
+    if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; not replacing it`);
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    ),
+  );
+  chmodSync(path, 0o660);
+  return path;
+}
+
+/** The path of a `unix:///abs/path` endpoint (or a bare absolute path). */
+export function socketPath(endpoint: string): string {
+  const path = endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
+  if (!path.startsWith('/') || path.includes('\0'))
+    throw new Error(`endpoint ${JSON.stringify(endpoint)} is not unix:///absolute/path`);
+  return path;
+}
+
+/** Stops accepting calls, lets running ones finish for up to `graceMs`, then cancels the rest. */
+export function shutdown(server: grpc.Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    force.unref();
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
