@@ -15,9 +15,12 @@ import { stringify } from 'yaml';
 import { serve } from './serve.js';
 
 const DEFAULT_LISTEN = 'unix:///run/kubelet-image-service/cri.sock';
-const DEFAULT_BACKEND = 'unix:///run/containerd/containerd.sock';
+const DEFAULT_BACKEND = {
+  cri: 'unix:///run/containerd/containerd.sock',
+  docker: 'unix:///var/run/docker.sock',
+} as const;
 
-const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPOINT] [--backend cri]
+const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPOINT] [--backend cri|docker]
                              [--backend-endpoint ENDPOINT] [--metrics-listen HOST:PORT]
        kubelet-image-service credential-provider --config RULES
        kubelet-image-service credential-provider-config --config RULES [--name NAME]
@@ -32,7 +35,9 @@ const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPO
   --config RULES              rules file (YAML or JSON): rules: [{ match, credentials, override? }]
   --listen ENDPOINT           default ${DEFAULT_LISTEN}
   --backend cri               the node's CRI runtime (containerd, CRI-O); the default
-  --backend-endpoint ENDPOINT default ${DEFAULT_BACKEND}
+  --backend docker            the Docker Engine API (nodes on cri-dockerd / Docker)
+  --backend-endpoint ENDPOINT default ${DEFAULT_BACKEND.cri} (cri),
+                              ${DEFAULT_BACKEND.docker} (docker)
   --metrics-listen HOST:PORT  Prometheus metrics at http://HOST:PORT/metrics (off by default)
   --name NAME                 provider name (the binary's name in kubelet's bin dir)
 `;
@@ -74,8 +79,8 @@ function parseArgs(argv: string[]): { command: Command; flags: Map<string, strin
   }
   if (!flags.has('--config')) fail('--config RULES is required', 2);
   const backend = flags.get('--backend');
-  if (backend !== undefined && backend !== 'cri')
-    fail(`--backend ${JSON.stringify(backend)}: this version has cri only`, 2);
+  if (backend !== undefined && backend !== 'cri' && backend !== 'docker')
+    fail(`--backend ${JSON.stringify(backend)}: use cri or docker`, 2);
   return { command: command as Command, flags };
 }
 
@@ -103,13 +108,13 @@ async function main(): Promise<void> {
     return;
   }
   if (command === 'serve') {
-    const backend = 'cri';
+    const backend = flags.get('--backend') === 'docker' ? 'docker' : 'cri';
     const metricsListen = flags.get('--metrics-listen');
     try {
       await serve({
         listen: flags.get('--listen') ?? DEFAULT_LISTEN,
         backend,
-        backendEndpoint: flags.get('--backend-endpoint') ?? DEFAULT_BACKEND,
+        backendEndpoint: flags.get('--backend-endpoint') ?? DEFAULT_BACKEND[backend],
         rules,
         ...(metricsListen === undefined ? {} : { metricsListen }),
       });

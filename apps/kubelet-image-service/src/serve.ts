@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import {
   CriBackend,
   createImageServiceServer,
+  DockerBackend,
   listenUnix,
   type Rule,
   shutdown,
@@ -12,7 +13,7 @@ import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client
 
 export interface ServeOptions {
   readonly listen: string;
-  readonly backend: 'cri';
+  readonly backend: 'cri' | 'docker';
   readonly backendEndpoint: string;
   readonly rules: readonly Rule[];
   /** `host:port` for the Prometheus endpoint, or undefined for none. */
@@ -88,7 +89,10 @@ function boundAddress(server: Server): string {
 export async function serve(options: ServeOptions): Promise<void> {
   const registry = new Registry();
   const metrics = metricsFor(registry);
-  const backend = new CriBackend(options.backendEndpoint);
+  const backend =
+    options.backend === 'docker'
+      ? new DockerBackend(options.backendEndpoint)
+      : new CriBackend(options.backendEndpoint);
   const server = createImageServiceServer({
     backend,
     rules: options.rules,

@@ -104,6 +104,7 @@ describe('kubelet-image-service serve (the built binary)', () => {
     expect(rulesErr.stderr).toMatch(/invalid .*bad\.yaml/);
     const backend = await runOnce(['serve', '--config', bad, '--backend', 'podman']);
     expect(backend.code).toBe(2);
+    expect(backend.stderr).toMatch(/use cri or docker/);
     const flag = await runOnce(['serve', '--config', bad, '--name', 'x']);
     expect(flag.code).toBe(2);
     expect(flag.stderr).toMatch(/unknown option "--name" for serve/);

@@ -4,6 +4,7 @@ export {
   CredentialProviderError,
   credentialProviderConfig,
 } from './credential-provider.js';
+export { DockerBackend } from './docker-backend.js';
 export type {
   CallContext,
   ImageBackend,
