@@ -6,6 +6,7 @@ import {
   parseSize,
   parseWrkOutput,
   parseWrkTime,
+  percentile,
   splitRanges,
 } from './parse.ts';
 
@@ -148,5 +149,17 @@ describe('figures as text', () => {
         ['two', '100.25', '2'],
       ]),
     ).toBe(['              a  bb', 'row one     1.5  10', 'two      100.25   2'].join('\n'));
+  });
+});
+
+describe('percentile', () => {
+  it('takes the nearest rank', () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i); // 100..1, unsorted
+    expect(percentile(values, 50)).toBe(50);
+    expect(percentile(values, 99)).toBe(99);
+    expect(percentile(values, 100)).toBe(100);
+    expect(percentile([7], 50)).toBe(7);
+    expect(() => percentile([], 50)).toThrow(RangeError);
+    expect(() => percentile([1], 0)).toThrow(RangeError);
   });
 });

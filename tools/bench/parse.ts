@@ -110,6 +110,14 @@ export function median(values: readonly number[]): number {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** The nearest-rank `p`th percentile (0 < p <= 100) of `values`. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) throw new RangeError('percentile of no values');
+  if (!(p > 0 && p <= 100)) throw new RangeError(`percentile ${p} is not in (0, 100]`);
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.ceil((p / 100) * sorted.length) - 1] as number;
+}
+
 /**
  * `count` byte ranges (`start`..`end` inclusive, as in a `Range: bytes=start-end` header) that
  * cover `size` bytes with no gap or overlap; the last takes the remainder.
