@@ -104,7 +104,13 @@ async function main(): Promise<void> {
     fail((err as Error).message);
   }
   if (command === 'credential-provider-config') {
-    process.stdout.write(stringify(credentialProviderConfig(rules, flags.get('--name'))));
+    let config: Record<string, unknown>;
+    try {
+      config = credentialProviderConfig(rules, flags.get('--name'));
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    process.stdout.write(stringify(config));
     return;
   }
   if (command === 'serve') {

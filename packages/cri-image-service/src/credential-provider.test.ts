@@ -141,4 +141,99 @@ describe('the kubelet credential-provider exchange', () => {
       parseRules({ rules: [{ match: ['https://x.io'], credentials: { provider: 'nope' } }] }),
     ).toThrow(/rules\.0\.credentials\.provider/);
   });
+
+  describe('service-account-token rules (KEP-4412)', () => {
+    const saRules = (audience2?: string) =>
+      parseRules({
+        rules: [
+          {
+            match: ['docker.example.com'],
+            credentials: { provider: 'service-account-token', audience: 'docker.example.com' },
+          },
+          ...(audience2 === undefined
+            ? []
+            : [
+                {
+                  match: ['other.example.com'],
+                  credentials: { provider: 'service-account-token', audience: audience2 },
+                },
+              ]),
+          {
+            match: ['registry.internal:5000'],
+            credentials: { provider: 'static', username: 'puller', password: 'pw' },
+          },
+        ],
+      });
+    const jwt = (payload: object) =>
+      ['{"alg":"RS256"}', JSON.stringify(payload), 'signature']
+        .map((p, i) => (i < 2 ? Buffer.from(p).toString('base64url') : p))
+        .join('.');
+    const saRequest = (image: string, serviceAccountToken?: string) =>
+      JSON.stringify({
+        apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+        kind: 'CredentialProviderRequest',
+        image,
+        ...(serviceAccountToken === undefined ? {} : { serviceAccountToken }),
+        serviceAccountAnnotations: { 'example.com/team': 'a' },
+      });
+
+    it("presents the pod's token as the password of _k8s, cached no longer than it lives", async () => {
+      const now = 1_700_000_000_000;
+      const token = jwt({ aud: ['docker.example.com'], exp: now / 1000 + 600 });
+      const res = await answerCredentialProviderRequest(
+        saRequest('docker.example.com/team-a/app', token),
+        saRules(),
+        new RegistryAuth(),
+        () => now,
+      );
+      expect(res).toEqual({
+        apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+        kind: 'CredentialProviderResponse',
+        cacheKeyType: 'Registry',
+        cacheDuration: '540s',
+        auth: { 'docker.example.com': { username: '_k8s', password: token } },
+      });
+    });
+
+    it('refuses a request without a token, or with one that is not a JWT, naming the rule', async () => {
+      await expect(
+        answerCredentialProviderRequest(
+          saRequest('docker.example.com/team-a/app'),
+          saRules(),
+          new RegistryAuth(),
+        ),
+      ).rejects.toThrow(
+        /rule 0 \(service-account-token\) got no serviceAccountToken.*tokenAttributes/,
+      );
+      const err = await answerCredentialProviderRequest(
+        saRequest('docker.example.com/team-a/app', 'not-a-jwt-but-secret'),
+        saRules(),
+        new RegistryAuth(),
+      ).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(CredentialProviderError);
+      expect((err as Error).message).toMatch(/not a JWT with an exp claim/);
+      expect((err as Error).message).not.toContain('not-a-jwt-but-secret');
+    });
+
+    it('asks kubelet for the token in the CredentialProviderConfig, one audience only', () => {
+      const config = credentialProviderConfig(saRules()) as {
+        providers: Record<string, unknown>[];
+      };
+      expect(config.providers[0]?.tokenAttributes).toEqual({
+        serviceAccountTokenAudience: 'docker.example.com',
+        cacheType: 'ServiceAccount',
+        // the static rule's images must still be served for pods without a service account
+        requireServiceAccount: false,
+      });
+      expect(credentialProviderConfig(rules()).providers).not.toContainEqual(
+        expect.objectContaining({ tokenAttributes: expect.anything() }),
+      );
+      expect(() => credentialProviderConfig(saRules('other.example.com'))).toThrow(/2 audiences/);
+      expect(() =>
+        parseRules({
+          rules: [{ match: ['x.io'], credentials: { provider: 'service-account-token' } }],
+        }),
+      ).toThrow(/rules\.0\.credentials\.audience/);
+    });
+  });
 });

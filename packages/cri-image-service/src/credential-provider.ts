@@ -1,6 +1,6 @@
 import type { RegistryAuth } from '@org/registry-auth';
 import { registryHostOf } from '@org/registry-domains';
-import { type Rule, ruleFor } from './rules.js';
+import { type Rule, RulesError, ruleFor } from './rules.js';
 
 /** The API group kubelet speaks to exec credential plugins (KEP-2133). */
 const GROUP = 'credentialprovider.kubelet.k8s.io';
@@ -40,7 +40,12 @@ export async function answerCredentialProviderRequest(
   now: () => number = Date.now,
 ): Promise<CredentialProviderResponse> {
   if (input.length > INPUT_MAX) throw new CredentialProviderError('the request is too large');
-  let request: { apiVersion?: unknown; kind?: unknown; image?: unknown };
+  let request: {
+    apiVersion?: unknown;
+    kind?: unknown;
+    image?: unknown;
+    serviceAccountToken?: unknown;
+  };
   try {
     request = JSON.parse(input);
   } catch {
@@ -73,12 +78,30 @@ export async function answerCredentialProviderRequest(
       auth: entries,
     }) as const;
   if (found === undefined) return response('0s', {});
+  const { credentials } = found.rule;
+  if (credentials.provider === 'service-account-token') {
+    const token = request.serviceAccountToken;
+    if (typeof token !== 'string' || token === '')
+      throw new CredentialProviderError(
+        `rule ${found.index} (service-account-token) got no serviceAccountToken: kubelet sends one only when the provider's config has tokenAttributes (kubelet >= 1.33 with KubeletServiceAccountTokenForCredentialProviders)`,
+      );
+    const expiresAt = jwtExpiry(token);
+    if (expiresAt === undefined)
+      throw new CredentialProviderError(
+        `rule ${found.index} (service-account-token): serviceAccountToken is not a JWT with an exp claim`,
+      );
+    const left = expiresAt - now() - EXPIRY_MARGIN_MS;
+    const seconds = Math.max(0, Math.floor(Math.min(left, CACHE_MAX_MS) / 1000));
+    return response(`${seconds}s`, {
+      [registry]: { username: credentials.username, password: token },
+    });
+  }
   let creds: Awaited<ReturnType<RegistryAuth['getCredentials']>>;
   try {
-    creds = await auth.getCredentials(image, found.rule.credentials);
+    creds = await auth.getCredentials(image, credentials);
   } catch (err) {
     throw new CredentialProviderError(
-      `rule ${found.index} (${found.rule.credentials.provider}) has no credentials for ${registry}: ${(err as Error).message.split('\n')[0]}`,
+      `rule ${found.index} (${credentials.provider}) has no credentials for ${registry}: ${(err as Error).message.split('\n')[0]}`,
     );
   }
   const left = creds.expiresAt.getTime() - now() - EXPIRY_MARGIN_MS;
@@ -89,13 +112,59 @@ export async function answerCredentialProviderRequest(
 }
 
 /**
+ * The `exp` of a JWT, in ms, read without checking the signature: only to say how long kubelet
+ * may cache the token it gave us (the proxy verifies it). Undefined when it is not a JWT.
+ */
+function jwtExpiry(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || token.length > 16 * 1024) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as {
+      exp?: unknown;
+    };
+    return typeof payload.exp === 'number' && Number.isFinite(payload.exp)
+      ? payload.exp * 1000
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The kubelet `CredentialProviderConfig` that sends the rules' images to this plugin: one
- * provider named `name` whose `matchImages` are every rule's globs, in order.
+ * provider named `name` whose `matchImages` are every rule's globs, in order. With
+ * service-account-token rules it asks kubelet for the pod's token (`tokenAttributes`, cached
+ * per service account); they must then share one audience, and pods without a service account
+ * skip the plugin only when every rule needs one.
+ *
+ * @throws RulesError when service-account-token rules name different audiences.
  */
 export function credentialProviderConfig(
   rules: readonly Rule[],
   name = 'kubelet-image-service',
 ): Record<string, unknown> {
+  const audiences = new Set(
+    rules.flatMap((r) =>
+      r.credentials.provider === 'service-account-token' ? [r.credentials.audience] : [],
+    ),
+  );
+  if (audiences.size > 1)
+    throw new RulesError(
+      `service-account-token rules name ${audiences.size} audiences (${[...audiences].join(', ')}); kubelet requests one token audience per provider`,
+    );
+  const [audience] = audiences;
+  const tokenAttributes =
+    audience === undefined
+      ? {}
+      : {
+          tokenAttributes: {
+            serviceAccountTokenAudience: audience,
+            cacheType: 'ServiceAccount',
+            requireServiceAccount: rules.every(
+              (r) => r.credentials.provider === 'service-account-token',
+            ),
+          },
+        };
   return {
     apiVersion: 'kubelet.config.k8s.io/v1',
     kind: 'CredentialProviderConfig',
@@ -106,6 +175,7 @@ export function credentialProviderConfig(
         defaultCacheDuration: '5m',
         apiVersion: `${GROUP}/v1`,
         args: ['credential-provider', '--config', '/etc/kubelet-image-service/rules.yaml'],
+        ...tokenAttributes,
       },
     ],
   };

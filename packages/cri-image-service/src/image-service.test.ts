@@ -107,6 +107,26 @@ describe('injectCredentials', () => {
     expect((err as CallError).message).not.toContain('p4ss');
   });
 
+  it('refuses service-account-token rules FAILED_PRECONDITION: kubelet gives the image service no pod token', async () => {
+    const sa = parseRules({
+      rules: [
+        {
+          match: ['docker.example.com'],
+          credentials: { provider: 'service-account-token', audience: 'docker.example.com' },
+        },
+      ],
+    });
+    const err = await injectCredentials(
+      pull('docker.example.com/team/app:1'),
+      sa,
+      new RegistryAuth(),
+    ).catch((e: unknown) => e);
+    expect((err as CallError).code).toBe(status.FAILED_PRECONDITION);
+    expect((err as CallError).message).toMatch(
+      /rule 0 \(service-account-token\) works only as a credential provider/,
+    );
+  });
+
   it('refuses a malformed request INVALID_ARGUMENT', async () => {
     const err = await injectCredentials(
       Buffer.from([0x0a, 0x40, 0x01]),

@@ -218,9 +218,15 @@ export async function injectCredentials(
   if (sentAuth !== undefined && sentAuth.length > 0 && !rule.override)
     return { ...unchanged, rule: index, provider };
   const registry = registryHostOf(image);
+  const { credentials } = rule;
+  if (credentials.provider === 'service-account-token')
+    throw new CallError(
+      grpc.status.FAILED_PRECONDITION,
+      `kubelet-image-service: rule ${index} (service-account-token) works only as a credential provider: kubelet hands pod tokens to exec plugins, never to the image service`,
+    );
   let creds: Awaited<ReturnType<RegistryAuth['getCredentials']>>;
   try {
-    creds = await auth.getCredentials(image, rule.credentials);
+    creds = await auth.getCredentials(image, credentials);
     onCredentials?.(provider, 'ok');
   } catch (err) {
     onCredentials?.(provider, 'error');

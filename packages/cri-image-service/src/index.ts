@@ -24,5 +24,5 @@ export {
   socketPath,
   UNARY_METHODS,
 } from './image-service.js';
-export type { Rule } from './rules.js';
+export type { Rule, ServiceAccountTokenCredentials } from './rules.js';
 export { loadRules, parseRules, RulesError, ruleFor } from './rules.js';

@@ -4,11 +4,24 @@ import { compileImagePattern, matchImage } from '@org/registry-domains';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
+/**
+ * KEP-4412: the pod's own service-account token, which kubelet hands exec credential plugins
+ * when their config has `tokenAttributes`, presented to our proxy (whose `kubernetes` plugin
+ * verifies it) as the password of the user `_k8s`.
+ */
+export interface ServiceAccountTokenCredentials {
+  readonly provider: 'service-account-token';
+  /** The token audience kubelet requests: the proxy's kubernetes plugin's audience. */
+  readonly audience: string;
+  /** The login name presented with the token. Default `_k8s` (the proxy routes it to kubernetes). */
+  readonly username: string;
+}
+
 /** One rule: images matching any `match` glob get credentials from `credentials`. */
 export interface Rule {
   /** kubelet `matchImages` globs (registry-domains `matchImage`). */
   readonly match: readonly string[];
-  readonly credentials: GetRegistryCredentialsOptions;
+  readonly credentials: GetRegistryCredentialsOptions | ServiceAccountTokenCredentials;
   /** Replace credentials kubelet already sent (CRI mode). Default false. */
   readonly override: boolean;
 }
@@ -21,12 +34,22 @@ const schema = z
           .object({
             match: z.array(z.string().min(1)).min(1),
             // The source options are checked by @org/registry-auth when used; here the provider.
-            credentials: z.looseObject({ provider: z.enum(CREDENTIAL_PROVIDERS) }),
+            credentials: z.looseObject({
+              provider: z.enum([...CREDENTIAL_PROVIDERS, 'service-account-token']),
+            }),
             override: z.boolean().optional(),
           })
           .strict(),
       )
       .min(1),
+  })
+  .strict();
+
+const serviceAccountTokenSchema = z
+  .object({
+    provider: z.literal('service-account-token'),
+    audience: z.string().min(1).max(256),
+    username: z.string().min(1).max(256).optional(),
   })
   .strict();
 
@@ -47,6 +70,12 @@ export function parseRules(raw: unknown, source = 'rules'): Rule[] {
     : result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
   if (result.success) {
     result.data.rules.forEach((rule, i) => {
+      if (rule.credentials.provider === 'service-account-token') {
+        const sa = serviceAccountTokenSchema.safeParse(rule.credentials);
+        if (!sa.success)
+          for (const issue of sa.error.issues)
+            problems.push(`rules.${i}.credentials.${issue.path.join('.')}: ${issue.message}`);
+      }
       rule.match.forEach((glob, j) => {
         try {
           compileImagePattern(glob);
@@ -60,7 +89,14 @@ export function parseRules(raw: unknown, source = 'rules'): Rule[] {
     throw new RulesError(`invalid ${source}: ${problems.join('; ')}`);
   return result.data.rules.map((r) => ({
     match: r.match,
-    credentials: r.credentials as GetRegistryCredentialsOptions,
+    credentials:
+      r.credentials.provider === 'service-account-token'
+        ? {
+            provider: 'service-account-token' as const,
+            audience: r.credentials.audience as string,
+            username: (r.credentials.username as string | undefined) ?? '_k8s',
+          }
+        : (r.credentials as GetRegistryCredentialsOptions),
     override: r.override ?? false,
   }));
 }
