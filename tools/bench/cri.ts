@@ -8,23 +8,20 @@
  *
  *   node tools/bench/cri.ts [--calls 2000] [--json FILE]
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs/minimal.js';
+import { criCall as call, imageSpecRequest, pushImage } from '../stand-ins/cri.ts';
 import { startContainerd } from '../stand-ins/engines.ts';
-import { writeOciImage } from '../stand-ins/oci-image.ts';
 import { startDockerRegistry } from '../stand-ins/registry.ts';
 import { formatTable, percentile } from './parse.ts';
 import { Cleanup, startProgram } from './processes.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const run = promisify(execFile);
-const { Writer } = protobuf;
 const BATCH = 100;
 const WARM_UP = 200;
 const TARGET_P50_MS = 1;
@@ -39,28 +36,6 @@ function step(message: string): void {
   process.stderr.write(
     `[bench ${(performance.now() / 1000).toFixed(1).padStart(6)}s] ${message}\n`,
   );
-}
-
-const identity = (b: Buffer) => b;
-function call(client: grpc.Client, method: string, request: Buffer): Promise<Buffer> {
-  return new Promise((resolveCall, reject) =>
-    client.makeUnaryRequest(
-      `/runtime.v1.ImageService/${method}`,
-      identity,
-      identity,
-      request,
-      (err, res) => (err ? reject(err) : resolveCall(res as Buffer)),
-    ),
-  );
-}
-function message(fields: ReadonlyArray<readonly [number, Buffer | string]>): Buffer {
-  const w = Writer.create();
-  for (const [n, v] of fields) {
-    w.uint32((n << 3) | 2);
-    if (typeof v === 'string') w.string(v);
-    else w.bytes(v);
-  }
-  return Buffer.from(w.finish());
 }
 
 async function main(): Promise<void> {
@@ -88,13 +63,7 @@ async function main(): Promise<void> {
     step('starting docker-registry and containerd, pulling one image into containerd');
     const registry = await startDockerRegistry();
     cleanup.add('stop docker-registry', () => registry.close());
-    const built = writeOciImage(join(dir, 'app'), 'v1', [{ 'etc/motd': 'bench\n' }]);
-    await run('skopeo', [
-      'copy',
-      '--dest-tls-verify=false',
-      built.ref,
-      `docker://${registry.host}/team/app:v1`,
-    ]);
+    await pushImage(registry, dir, 'team/app', [{ 'etc/motd': 'bench\n' }]);
     const containerd = await startContainerd();
     cleanup.add('stop containerd', () => containerd.close());
     containerd.mirror(registry.host, registry.url);
@@ -104,7 +73,7 @@ async function main(): Promise<void> {
     );
     cleanup.add('close the direct client', () => direct.close());
     const image = `${registry.host}/team/app:v1`;
-    await call(direct, 'PullImage', message([[1, message([[1, image]])]]));
+    await call(direct, 'PullImage', imageSpecRequest(image));
 
     step('starting kubelet-image-service serve (the built binary)');
     const rules = join(dir, 'rules.yaml');
@@ -134,7 +103,7 @@ async function main(): Promise<void> {
 
     const methods = {
       ListImages: Buffer.alloc(0),
-      ImageStatus: message([[1, message([[1, image]])]]),
+      ImageStatus: imageSpecRequest(image),
     } as const;
     const results: Record<string, Record<'direct' | 'ours', { p50: number; p99: number }>> = {};
     for (const [method, request] of Object.entries(methods)) {

@@ -13,7 +13,7 @@ export interface OciImage {
 const sha256 = (data: Buffer | string) =>
   `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-type Layers = ReadonlyArray<Readonly<Record<string, string | Buffer>>>;
+export type Layers = ReadonlyArray<Readonly<Record<string, string | Buffer>>>;
 
 interface Descriptor {
   readonly mediaType: string;

@@ -4,25 +4,23 @@
  * credentials for: the pull lands in containerd, one JSON log line says so, the metrics count
  * it, and SIGTERM stops it cleanly.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import {
   type Containerd,
+  criCall,
   type DockerRegistry,
+  imageSpecRequest,
+  pushImage,
   startContainerd,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
-import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const { Writer } = protobuf;
-const run = promisify(execFile);
 const main = join(import.meta.dirname, '..', 'dist', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'kis-serve-'));
 const UPSTREAM = { user: 'node-puller', password: 'upstream-secret-77b' };
@@ -31,16 +29,6 @@ let containerd: Containerd;
 let child: ChildProcess | undefined;
 let stdout = '';
 let stderr = '';
-
-function message(fields: ReadonlyArray<readonly [number, Buffer | string]>): Buffer {
-  const w = Writer.create();
-  for (const [n, v] of fields) {
-    w.uint32((n << 3) | 2);
-    if (typeof v === 'string') w.string(v);
-    else w.bytes(v);
-  }
-  return Buffer.from(w.finish());
-}
 
 function runOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -71,18 +59,13 @@ async function waitFor<T>(what: string, probe: () => T | undefined): Promise<T> 
 
 beforeAll(async () => {
   registry = await startDockerRegistry({ htpasswd: UPSTREAM });
-  const built = writeOciImage(join(dir, 'app'), 'v1', [
-    { 'etc/motd': 'served to kubelet\n' },
-    { 'opt/random.bin': randomBytes(256 * 1024) },
-  ]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    '--dest-creds',
-    `${UPSTREAM.user}:${UPSTREAM.password}`,
-    built.ref,
-    `docker://${registry.host}/team/app:v1`,
-  ]);
+  await pushImage(
+    registry,
+    dir,
+    'team/app',
+    [{ 'etc/motd': 'served to kubelet\n' }, { 'opt/random.bin': randomBytes(256 * 1024) }],
+    { credentials: UPSTREAM },
+  );
   containerd = await startContainerd();
   containerd.mirror(registry.host, registry.url);
 });
@@ -147,15 +130,7 @@ describe('kubelet-image-service serve (the built binary)', () => {
 
     const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
     const image = `${registry.host}/team/app:v1`;
-    const response = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest(
-        '/runtime.v1.ImageService/PullImage',
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        message([[1, message([[1, image]])]]),
-        (err, res) => (err ? reject(err) : resolve(res as Buffer)),
-      ),
-    );
+    const response = await criCall(client, 'PullImage', imageSpecRequest(image));
     client.close();
     expect(response.subarray(2).toString()).toMatch(/^sha256:[0-9a-f]{64}$/);
     const { stdout: listed } = await containerd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q']);

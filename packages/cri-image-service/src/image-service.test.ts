@@ -3,25 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { RegistryAuth } from '@org/registry-auth';
-import protobuf from 'protobufjs/minimal.js';
+import { protoMessage as message } from '@org/tools/stand-ins';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CallError, injectCredentials, socketPath } from './image-service.js';
 import { parseRules } from './rules.js';
 import { fieldsOf, stringField } from './wire.js';
 
-const { Writer } = protobuf;
 const dir = mkdtempSync(join(tmpdir(), 'cri-inject-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function message(fields: ReadonlyArray<readonly [number, Buffer | string]>): Buffer {
-  const w = Writer.create();
-  for (const [n, v] of fields) {
-    w.uint32((n << 3) | 2);
-    if (typeof v === 'string') w.string(v);
-    else w.bytes(v);
-  }
-  return Buffer.from(w.finish());
-}
 const pull = (image: string, auth?: Buffer) =>
   message([[1, message([[1, image]])], ...(auth ? ([[2, auth]] as const) : [])]);
 const authOf = (request: Buffer) => {

@@ -3,22 +3,21 @@
  * over gRPC on a unix socket) and a real containerd 1.6 (CRI plugin, native snapshotter), which
  * pulls from a real docker-registry with htpasswd auth that only our rules hold credentials for.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { RegistryAuth } from '@org/registry-auth';
 import {
   type Containerd,
+  criCall as call,
   type DockerRegistry,
+  protoMessage as message,
+  pushImage,
   startContainerd,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
-import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type CallContext,
@@ -33,8 +32,6 @@ import {
 } from '../src/index.js';
 import { fieldsOf, stringField } from '../src/wire.js';
 
-const { Writer } = protobuf;
-const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'cri-proxy-'));
 const UPSTREAM = { user: 'node-puller', password: 'upstream-secret-9f2' };
 let registry: DockerRegistry;
@@ -63,18 +60,6 @@ class RecordingBackend implements ImageBackend {
   }
 }
 
-const identity = (b: Buffer) => b;
-function call(client: grpc.Client, method: string, request: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      `/runtime.v1.ImageService/${method}`,
-      identity,
-      identity,
-      request,
-      (err, res) => (err ? reject(err) : resolve(res as Buffer)),
-    ),
-  );
-}
 function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
   return promise.then(
     () => {
@@ -84,33 +69,19 @@ function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
   );
 }
 
-/** A message of length-delimited fields: [number, bytes or string] in order. */
-function message(fields: ReadonlyArray<readonly [number, Buffer | string]>): Buffer {
-  const w = Writer.create();
-  for (const [n, v] of fields) {
-    w.uint32((n << 3) | 2);
-    if (typeof v === 'string') w.string(v);
-    else w.bytes(v);
-  }
-  return Buffer.from(w.finish());
-}
+const identity = (b: Buffer) => b;
 const imageSpec = (image: string) => message([[1, image]]);
 
 beforeAll(async () => {
   registry = await startDockerRegistry({ htpasswd: UPSTREAM });
   for (const repository of ['team/app', 'team/private']) {
-    const built = writeOciImage(join(dir, repository.replace('/', '-')), 'v1', [
-      { 'etc/motd': `${repository}\n` },
-      { 'opt/random.bin': randomBytes(512 * 1024) },
-    ]);
-    await run('skopeo', [
-      'copy',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      `${UPSTREAM.user}:${UPSTREAM.password}`,
-      built.ref,
-      `docker://${registry.host}/${repository}:v1`,
-    ]);
+    await pushImage(
+      registry,
+      dir,
+      repository,
+      [{ 'etc/motd': `${repository}\n` }, { 'opt/random.bin': randomBytes(512 * 1024) }],
+      { credentials: UPSTREAM },
+    );
   }
   containerd = await startContainerd();
   // plain HTTP to the loopback registry; the host contacted stays the registry's own

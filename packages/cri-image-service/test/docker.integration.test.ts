@@ -3,24 +3,24 @@
  * `DockerBackend`, a real dockerd 20.10 (vfs, no bridge, no iptables) on a real containerd, and
  * a real docker-registry with htpasswd that only the rules hold credentials for.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { RegistryAuth } from '@org/registry-auth';
 import {
   type Containerd,
+  criCall,
   type Dockerd,
   type DockerRegistry,
+  imageSpecRequest,
+  protoMessage as message,
+  pushImage,
   startContainerd,
   startDockerd,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
-import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createImageServiceServer,
@@ -31,8 +31,6 @@ import {
 } from '../src/index.js';
 import { fieldsOf, messageField, stringField } from '../src/wire.js';
 
-const { Writer } = protobuf;
-const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'cri-docker-'));
 const UPSTREAM = { user: 'node-puller', password: 'upstream-secret-d0c' };
 let registry: DockerRegistry;
@@ -42,27 +40,8 @@ let server: grpc.Server;
 let ours: grpc.Client;
 
 const identity = (b: Buffer) => b;
-function call(method: string, request: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    ours.makeUnaryRequest(
-      `/runtime.v1.ImageService/${method}`,
-      identity,
-      identity,
-      request,
-      (err, res) => (err ? reject(err) : resolve(res as Buffer)),
-    ),
-  );
-}
-function message(fields: ReadonlyArray<readonly [number, Buffer | string]>): Buffer {
-  const w = Writer.create();
-  for (const [n, v] of fields) {
-    w.uint32((n << 3) | 2);
-    if (typeof v === 'string') w.string(v);
-    else w.bytes(v);
-  }
-  return Buffer.from(w.finish());
-}
-const spec = (image: string) => message([[1, message([[1, image]])]]);
+const call = (method: string, request: Buffer) => criCall(ours, method, request);
+const spec = imageSpecRequest;
 /** id, tags and size of each Image in a List/Status response. */
 const images = (response: Buffer) =>
   fieldsOf(response)
@@ -81,18 +60,13 @@ const images = (response: Buffer) =>
 beforeAll(async () => {
   registry = await startDockerRegistry({ htpasswd: UPSTREAM });
   for (const repository of ['team/app', 'team/private']) {
-    const built = writeOciImage(join(dir, repository.replace('/', '-')), 'v1', [
-      { 'etc/motd': `${repository} via docker\n` },
-      { 'opt/random.bin': randomBytes(256 * 1024) },
-    ]);
-    await run('skopeo', [
-      'copy',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      `${UPSTREAM.user}:${UPSTREAM.password}`,
-      built.ref,
-      `docker://${registry.host}/${repository}:v1`,
-    ]);
+    await pushImage(
+      registry,
+      dir,
+      repository,
+      [{ 'etc/motd': `${repository} via docker\n` }, { 'opt/random.bin': randomBytes(256 * 1024) }],
+      { credentials: UPSTREAM },
+    );
   }
   containerd = await startContainerd();
   dockerd = await startDockerd({ containerdSocket: containerd.socket });

@@ -204,6 +204,23 @@ describe('rawGet', () => {
   });
 });
 
+/** A server piping every request's answer from the upstream on `upstreamPort`; its port. */
+function startPipe(upstreamPort: number): Promise<number> {
+  const proxy = createHttpServer(async (_req, outgoing) => {
+    const res = await nodeFetch(new URL(`http://127.0.0.1:${upstreamPort}/`), {
+      method: 'GET',
+      headers: {},
+    });
+    pipeToClient(
+      nodeBodyOf(res) as NonNullable<ReturnType<typeof nodeBodyOf>>,
+      outgoing,
+      res.status,
+      res.headers,
+    );
+  });
+  return listen(proxy);
+}
+
 describe('pipeToClient', () => {
   it('delivers every byte to several slow readers at once with pooled buffers', async () => {
     const blob = randomBytes(24 * 1024 * 1024 + 5);
@@ -212,19 +229,7 @@ describe('pipeToClient', () => {
       res.end(blob);
     });
     const upstreamPort = await listen(upstream);
-    const proxy = createHttpServer(async (_req, outgoing) => {
-      const res = await nodeFetch(new URL(`http://127.0.0.1:${upstreamPort}/`), {
-        method: 'GET',
-        headers: {},
-      });
-      pipeToClient(
-        nodeBodyOf(res) as NonNullable<ReturnType<typeof nodeBodyOf>>,
-        outgoing,
-        res.status,
-        res.headers,
-      );
-    });
-    const proxyPort = await listen(proxy);
+    const proxyPort = await startPipe(upstreamPort);
     const slowRead = () =>
       new Promise<Buffer>((resolve, reject) => {
         httpGet(`http://127.0.0.1:${proxyPort}/`, (res) => {
@@ -265,19 +270,7 @@ describe('pipeToClient', () => {
       res.on('close', () => upstreamClosed());
     });
     const upstreamPort = await listen(upstream);
-    const proxy = createHttpServer(async (_req, outgoing) => {
-      const res = await nodeFetch(new URL(`http://127.0.0.1:${upstreamPort}/`), {
-        method: 'GET',
-        headers: {},
-      });
-      pipeToClient(
-        nodeBodyOf(res) as NonNullable<ReturnType<typeof nodeBodyOf>>,
-        outgoing,
-        res.status,
-        res.headers,
-      );
-    });
-    const proxyPort = await listen(proxy);
+    const proxyPort = await startPipe(upstreamPort);
     await new Promise<void>((resolve, reject) => {
       const req = httpGet(`http://127.0.0.1:${proxyPort}/`, (res) => {
         res.once('data', () => {
