@@ -1,7 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { DockerRegistry } from './registry.js';
 
 export interface OciImage {
   /** `oci:<dir>:<tag>` for skopeo. */
@@ -162,4 +164,31 @@ export function writeOciIndex(
       layerDigests,
     })),
   };
+}
+
+/**
+ * Writes an OCI image of `layers` under `dir` and pushes it with the real skopeo to
+ * `<registry>/<repository>:<tag>` (with `credentials` when the registry wants them). Returns
+ * the pushed reference without a scheme.
+ */
+export async function pushImage(
+  registry: DockerRegistry,
+  dir: string,
+  repository: string,
+  layers: Layers,
+  options: { tag?: string; credentials?: { user: string; password: string } } = {},
+): Promise<string> {
+  const tag = options.tag ?? 'v1';
+  const built = writeOciImage(join(dir, `${repository.replaceAll('/', '-')}-${tag}`), tag, layers);
+  const ref = `${registry.host}/${repository}:${tag}`;
+  await promisify(execFile)('skopeo', [
+    'copy',
+    '--dest-tls-verify=false',
+    ...(options.credentials
+      ? ['--dest-creds', `${options.credentials.user}:${options.credentials.password}`]
+      : []),
+    built.ref,
+    `docker://${ref}`,
+  ]);
+  return ref;
 }
