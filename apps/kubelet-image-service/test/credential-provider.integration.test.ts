@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -98,5 +98,16 @@ describe('kubelet-image-service credential-provider (the built binary)', () => {
       matchImages: ['registry.internal:5000', '*.dkr.ecr.*.amazonaws.com'],
       apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
     });
+  });
+
+  it('ships an example CredentialProviderConfig that is what the example rules produce', async () => {
+    const examples = join(import.meta.dirname, '..', 'examples');
+    const { code, stdout, stderr } = await plugin(
+      ['credential-provider-config', '--config', join(examples, 'rules.yaml')],
+      '',
+    );
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toBe(readFileSync(join(examples, 'credential-provider-config.yaml'), 'utf8'));
   });
 });
