@@ -14,7 +14,7 @@ export { startContainerd, startDockerd, writeNodeRootfs } from './engines.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';
-export type { Layers, OciImage, OciIndexImage } from './oci-image.js';
+export type { Layers, OciImage, OciIndexImage, PushedImage } from './oci-image.js';
 export { pushImage, writeOciImage, writeOciIndex } from './oci-image.js';
 export type { OidcIssuer } from './oidc.js';
 export { startOidcIssuer } from './oidc.js';

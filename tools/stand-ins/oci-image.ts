@@ -166,10 +166,17 @@ export function writeOciIndex(
   };
 }
 
+/** An image {@link pushImage} wrote and pushed: the layout, and where it now is. */
+export interface PushedImage extends OciImage {
+  /** `<registry host>/<repository>:<tag>`, no scheme. */
+  readonly pushed: string;
+  /** The OCI layout directory (its `blobs/sha256/<hex>` are the image's bytes). */
+  readonly layout: string;
+}
+
 /**
  * Writes an OCI image of `layers` under `dir` and pushes it with the real skopeo to
- * `<registry>/<repository>:<tag>` (with `credentials` when the registry wants them). Returns
- * the pushed reference without a scheme.
+ * `<registry>/<repository>:<tag>` (with `credentials` when the registry wants them).
  */
 export async function pushImage(
   registry: DockerRegistry,
@@ -177,10 +184,11 @@ export async function pushImage(
   repository: string,
   layers: Layers,
   options: { tag?: string; credentials?: { user: string; password: string } } = {},
-): Promise<string> {
+): Promise<PushedImage> {
   const tag = options.tag ?? 'v1';
-  const built = writeOciImage(join(dir, `${repository.replaceAll('/', '-')}-${tag}`), tag, layers);
-  const ref = `${registry.host}/${repository}:${tag}`;
+  const layout = join(dir, `${repository.replaceAll('/', '-')}-${tag}`);
+  const built = writeOciImage(layout, tag, layers);
+  const pushed = `${registry.host}/${repository}:${tag}`;
   await promisify(execFile)('skopeo', [
     'copy',
     '--dest-tls-verify=false',
@@ -188,7 +196,7 @@ export async function pushImage(
       ? ['--dest-creds', `${options.credentials.user}:${options.credentials.password}`]
       : []),
     built.ref,
-    `docker://${ref}`,
+    `docker://${pushed}`,
   ]);
-  return ref;
+  return { ...built, pushed, layout };
 }

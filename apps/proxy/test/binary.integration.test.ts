@@ -7,8 +7,8 @@ import {
   type DockerRegistry,
   freePort,
   type OciImage,
+  pushImage,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, start } from './start.js';
@@ -20,13 +20,7 @@ let image: OciImage;
 
 beforeAll(async () => {
   registry = await startDockerRegistry();
-  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'from the binary test\n' }]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    image.ref,
-    `docker://${registry.host}/acme/app:v1`,
-  ]);
+  image = await pushImage(registry, dir, 'acme/app', [{ 'etc/motd': 'from the binary test\n' }]);
 }, 60_000);
 afterAll(async () => {
   await registry?.close();

@@ -16,12 +16,12 @@ import {
   type Dockerd,
   type DockerRegistry,
   freePort,
-  type OciImage,
+  type PushedImage,
+  pushImage,
   startContainerd,
   startDockerd,
   startDockerRegistry,
   writeNodeRootfs,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -30,7 +30,7 @@ const appDir = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-container-'));
 const TAG = 'registry-proxy:test';
 let registry: DockerRegistry | undefined;
-let image: OciImage;
+let image: PushedImage;
 let containerd: Containerd | undefined;
 let dockerd: Dockerd | undefined;
 let built = false;
@@ -45,15 +45,9 @@ function baseImage(): string {
 
 beforeAll(async () => {
   registry = await startDockerRegistry();
-  image = writeOciImage(join(dir, 'image'), 'v1', [
+  image = await pushImage(registry, dir, 'acme/app', [
     { 'etc/motd': 'through the container\n' },
     { 'opt/random.bin': randomBytes(4 * 1024 * 1024) },
-  ]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    image.ref,
-    `docker://${registry.host}/acme/app:v1`,
   ]);
   containerd = await startContainerd();
   dockerd = await startDockerd({ containerdSocket: containerd.socket });
@@ -163,7 +157,7 @@ describe('the registry-proxy image (real dockerd: build, run, stop)', () => {
         const hex = digest.slice(7);
         expect(
           readFileSync(join(out, hex)).equals(
-            readFileSync(join(dir, 'image', 'blobs', 'sha256', hex)),
+            readFileSync(join(image.layout, 'blobs', 'sha256', hex)),
           ),
         ).toBe(true);
       }

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   mkdtempSync,
@@ -11,31 +10,23 @@ import {
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import {
   type DockerRegistry,
-  type OciImage,
+  type PushedImage,
+  pushImage,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { start } from './start.js';
 
-const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-disconnect-'));
 let registry: DockerRegistry;
-let image: OciImage;
+let image: PushedImage;
 
 beforeAll(async () => {
   registry = await startDockerRegistry();
-  image = writeOciImage(join(dir, 'image'), 'v1', [
+  image = await pushImage(registry, dir, 'acme/big', [
     { 'opt/big.bin': randomBytes(64 * 1024 * 1024) },
-  ]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    image.ref,
-    `docker://${registry.host}/acme/big:v1`,
   ]);
 }, 180_000);
 afterAll(async () => {
@@ -126,7 +117,7 @@ it('closes the upstream connection when the client leaves mid-blob; sockets retu
     const line = new RegExp(`"GET /v2/acme/big/blobs/${layer} HTTP/1.1" 200 (\\d+)`);
     await eventually(() => line.test(registry.log()), 'the registry logged the blob GET');
     const sent = Number(line.exec(registry.log())?.[1]);
-    const size = readFileSync(join(dir, 'image', 'blobs', 'sha256', layer.slice(7))).length;
+    const size = readFileSync(join(image.layout, 'blobs', 'sha256', layer.slice(7))).length;
     expect(sent).toBeLessThan(size / 2);
   } finally {
     await proxy.stop();

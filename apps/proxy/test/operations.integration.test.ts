@@ -18,8 +18,8 @@ import {
   freePort,
   makeCertificate,
   type OciImage,
+  pushImage,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start } from './start.js';
@@ -32,13 +32,7 @@ let image: OciImage;
 
 beforeAll(async () => {
   registry = await startDockerRegistry();
-  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'operations\n' }]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    image.ref,
-    `docker://${registry.host}/acme/app:v1`,
-  ]);
+  image = await pushImage(registry, dir, 'acme/app', [{ 'etc/motd': 'operations\n' }]);
 }, 60_000);
 afterAll(async () => {
   await registry?.close();

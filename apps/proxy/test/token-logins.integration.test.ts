@@ -12,6 +12,7 @@ import {
   makeCertificate,
   type OciImage,
   type OidcIssuer,
+  pushImage,
   type Slapd,
   type StandIn,
   startDockerRegistry,
@@ -21,7 +22,6 @@ import {
   startSlapd,
   startStandIn,
   startStsCallerIdentity,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Started, start } from './start.js';
@@ -58,13 +58,7 @@ beforeAll(async () => {
     { uid: 'alice', password: 'alice-pw', groups: ['platform'] },
     { uid: 'carol', password: 'carol-pw', groups: ['dev'] },
   ]);
-  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'oidc\n' }]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    image.ref,
-    `docker://${registry.host}/acme/app:v1`,
-  ]);
+  image = await pushImage(registry, dir, 'acme/app', [{ 'etc/motd': 'oidc\n' }]);
   apiServer = await startStandIn(
     (req, res) => {
       if (req.headers.authorization !== 'Bearer proxy-own-token') return json(res, 401, {});

@@ -6,8 +6,8 @@ import { promisify } from 'node:util';
 import {
   type DockerRegistry,
   type OciImage,
+  pushImage,
   startDockerRegistry,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProxyApp, type ProxyCoreOptions } from '../src/index.js';
@@ -36,15 +36,9 @@ beforeAll(async () => {
   registry = await startDockerRegistry({
     htpasswd: { user: 'puller', password: 'upstream-secret' },
   });
-  image = writeOciImage(join(dir, 'image'), 'v1', [{ 'etc/motd': 'behind basic auth\n' }]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    '--dest-creds',
-    'puller:upstream-secret',
-    image.ref,
-    `docker://${registry.host}/team/app:v1`,
-  ]);
+  image = await pushImage(registry, dir, 'team/app', [{ 'etc/motd': 'behind basic auth\n' }], {
+    credentials: { user: 'puller', password: 'upstream-secret' },
+  });
 }, 60_000);
 
 afterAll(async () => {

@@ -6,10 +6,10 @@ import { promisify } from 'node:util';
 import {
   type DockerRegistry,
   type EcrStandIn,
-  type OciImage,
+  type PushedImage,
+  pushImage,
   startDockerRegistry,
   startEcr,
-  writeOciImage,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -19,7 +19,7 @@ const dir = mkdtempSync(join(tmpdir(), 'shim-'));
 const shim = join(import.meta.dirname, '..', 'dist', 'bin', 'docker-credential-registry-auth.js');
 let registry: DockerRegistry;
 let ecr: EcrStandIn;
-let image: OciImage;
+let image: PushedImage;
 
 /** `skopeo <args>` against the test registry, with the shim configured by `configFile`. */
 function skopeo(configFile: string, ...args: string[]) {
@@ -48,17 +48,13 @@ beforeAll(async () => {
   registry = await startDockerRegistry({
     htpasswd: { user: 'AWS', password: 'ecr-issued-password' },
   });
-  image = writeOciImage(join(dir, 'image'), 'v1', [
-    { 'etc/hello.txt': 'hello from the shim test\n' },
-  ]);
-  await run('skopeo', [
-    'copy',
-    '--dest-tls-verify=false',
-    '--dest-creds',
-    'AWS:ecr-issued-password',
-    image.ref,
-    `docker://${registry.host}/team/app:v1`,
-  ]);
+  image = await pushImage(
+    registry,
+    dir,
+    'team/app',
+    [{ 'etc/hello.txt': 'hello from the shim test\n' }],
+    { credentials: { user: 'AWS', password: 'ecr-issued-password' } },
+  );
   const bin = join(dir, 'bin', 'docker-credential-registry-auth');
   mkdirSync(join(dir, 'bin'));
   writeFileSync(bin, `#!/bin/sh\nexec "${process.execPath}" "${shim}" "$@"\n`);
@@ -98,7 +94,7 @@ describe('docker-credential-registry-auth with the real skopeo and docker-regist
     );
     const layer = image.layerDigests[0]?.slice(7) ?? '';
     expect(readFileSync(join(dir, 'pulled', layer))).toEqual(
-      readFileSync(join(dir, 'image', 'blobs', 'sha256', layer)),
+      readFileSync(join(image.layout, 'blobs', 'sha256', layer)),
     );
     expect(ecr.calls.length).toBeGreaterThan(0);
     expect(
