@@ -90,9 +90,7 @@ export async function answerCredentialProviderRequest(
       throw new CredentialProviderError(
         `rule ${found.index} (service-account-token): serviceAccountToken is not a JWT with an exp claim`,
       );
-    const left = expiresAt - now() - EXPIRY_MARGIN_MS;
-    const seconds = Math.max(0, Math.floor(Math.min(left, CACHE_MAX_MS) / 1000));
-    return response(`${seconds}s`, {
+    return response(cacheDuration(expiresAt, now()), {
       [registry]: { username: credentials.username, password: token },
     });
   }
@@ -104,11 +102,15 @@ export async function answerCredentialProviderRequest(
       `rule ${found.index} (${credentials.provider}) has no credentials for ${registry}: ${(err as Error).message.split('\n')[0]}`,
     );
   }
-  const left = creds.expiresAt.getTime() - now() - EXPIRY_MARGIN_MS;
-  const seconds = Math.max(0, Math.floor(Math.min(left, CACHE_MAX_MS) / 1000));
-  return response(`${seconds}s`, {
+  return response(cacheDuration(creds.expiresAt.getTime(), now()), {
     [registry]: { username: creds.username, password: creds.password },
   });
+}
+
+/** How long kubelet may keep a credential expiring at `expiresAt`: its life less a margin, capped. */
+function cacheDuration(expiresAt: number, now: number): string {
+  const left = expiresAt - now - EXPIRY_MARGIN_MS;
+  return `${Math.max(0, Math.floor(Math.min(left, CACHE_MAX_MS) / 1000))}s`;
 }
 
 /**

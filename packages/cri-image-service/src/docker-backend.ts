@@ -8,7 +8,7 @@ import {
   socketPath,
   type UnaryMethod,
 } from './image-service.js';
-import { messageField, stringField, WireError } from './wire.js';
+import { messageField, specImage, stringField, WireError } from './wire.js';
 
 const { Writer } = protobuf;
 
@@ -69,8 +69,7 @@ export class DockerBackend implements ImageBackend {
 
   async #list(req: Buffer, context: CallContext): Promise<Buffer> {
     const filter = messageField(req, 1);
-    const spec = filter === undefined ? undefined : messageField(filter, 1);
-    const image = spec === undefined ? undefined : stringField(spec, 1);
+    const image = filter === undefined ? undefined : specImage(filter);
     const query =
       image === undefined || image === ''
         ? ''
@@ -146,18 +145,13 @@ export class DockerBackend implements ImageBackend {
     const found = await this.#inspect(imageOf(req), context);
     if (found === undefined) return Buffer.alloc(0); // already gone: removal is idempotent
     // Like cri-dockerd: every tag of the image goes, then the image itself.
-    for (const tag of found.RepoTags ?? []) {
-      await this.#json('DELETE', `/images/${encodeURIComponent(tag)}`, context).catch(
+    for (const name of [...(found.RepoTags ?? []), found.Id]) {
+      await this.#json('DELETE', `/images/${encodeURIComponent(name)}`, context).catch(
         (err: unknown) => {
           if (!(err instanceof CallError && err.code === status.NOT_FOUND)) throw err;
         },
       );
     }
-    await this.#json('DELETE', `/images/${encodeURIComponent(found.Id)}`, context).catch(
-      (err: unknown) => {
-        if (!(err instanceof CallError && err.code === status.NOT_FOUND)) throw err;
-      },
-    );
     return Buffer.alloc(0);
   }
 
@@ -294,8 +288,7 @@ function grpcStatusOf(httpStatus: number): status {
 
 /** `ImageSpec.image` of a request whose field 1 is the ImageSpec. */
 function imageOf(req: Buffer): string {
-  const spec = messageField(req, 1);
-  const image = spec === undefined ? undefined : stringField(spec, 1);
+  const image = specImage(req);
   if (image === undefined || image === '')
     throw new CallError(status.INVALID_ARGUMENT, 'the request names no image');
   return image;

@@ -8,6 +8,7 @@ import {
   encodeStrings,
   messageField,
   replaceMessageField,
+  specImage,
   stringField,
   WireError,
 } from './wire.js';
@@ -201,8 +202,7 @@ export async function injectCredentials(
   let image: string | undefined;
   let sentAuth: Buffer | undefined;
   try {
-    const spec = messageField(request, 1);
-    image = spec === undefined ? undefined : stringField(spec, 1);
+    image = specImage(request);
     sentAuth = messageField(request, 2);
   } catch (err) {
     if (err instanceof WireError)
@@ -379,8 +379,7 @@ export function createImageServiceServer(options: ImageServiceOptions): grpc.Ser
 
 function stringImage(request: Buffer): string {
   try {
-    const spec = messageField(request, 1);
-    return (spec === undefined ? undefined : stringField(spec, 1)) ?? '';
+    return specImage(request) ?? '';
   } catch {
     return '';
   }

@@ -67,6 +67,15 @@ export function messageField(message: Buffer, field: number): Buffer | undefined
   return parts.length === 0 ? undefined : Buffer.concat(parts);
 }
 
+/**
+ * `ImageSpec.image` of a CRI message whose field 1 is an ImageSpec (the Pull, Status and Remove
+ * requests, and ImageFilter), or undefined. @throws WireError
+ */
+export function specImage(message: Buffer): string | undefined {
+  const spec = messageField(message, 1);
+  return spec === undefined ? undefined : stringField(spec, 1);
+}
+
 /** `message` with every occurrence of `field` removed and `value` appended as that field. */
 export function replaceMessageField(message: Buffer, field: number, value: Buffer): Buffer {
   const kept = fieldsOf(message)
