@@ -360,26 +360,44 @@ export async function startDockerd(options: { containerdSocket: string }): Promi
  * Returns the tarball's path.
  */
 export function writeNodeRootfs(dir: string, nodeBinary: string = process.execPath): string {
+  return writeRootfs(dir, nodeBinary, { 'usr/local/bin/node': nodeBinary });
+}
+
+/**
+ * Writes `<dir>/rootfs.tar` standing in for a glibc-only base image such as
+ * gcr.io/distroless/cc-debian12: the shared libraries `ldd` names for `binary` (which itself is
+ * left out), /etc/passwd and /etc/group with root, `nobody` and distroless's `nonroot` (65532),
+ * a 1777 /tmp. Returns the tarball's path.
+ */
+export function writeGlibcRootfs(dir: string, binary: string): string {
+  return writeRootfs(dir, binary, {});
+}
+
+function writeRootfs(dir: string, linkedBinary: string, files: Record<string, string>): string {
   const root = join(dir, 'rootfs');
   const put = (path: string, from: string) => {
     mkdirSync(join(root, path, '..'), { recursive: true });
     copyFileSync(from, join(root, path)); // follows symlinks: the file itself lands at `path`
   };
-  put('usr/local/bin/node', nodeBinary);
-  const libraries = execFileSync('ldd', [nodeBinary], { encoding: 'utf8' })
+  for (const [path, from] of Object.entries(files)) put(path, from);
+  const libraries = execFileSync('ldd', [linkedBinary], { encoding: 'utf8' })
     .split('\n')
     .map((line) => /(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/.exec(line)?.[1])
     .filter((p): p is string => p !== undefined);
-  if (libraries.length === 0) throw new Error(`ldd named no libraries for ${nodeBinary}`);
+  if (libraries.length === 0) throw new Error(`ldd named no libraries for ${linkedBinary}`);
   for (const lib of libraries) put(lib.slice(1), lib);
   mkdirSync(join(root, 'etc'), { recursive: true });
   writeFileSync(
     join(root, 'etc', 'passwd'),
     'root:x:0:0:root:/root:/usr/sbin/nologin\n' +
       'node:x:1000:1000::/home/node:/usr/sbin/nologin\n' +
+      'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' +
       'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
   );
-  writeFileSync(join(root, 'etc', 'group'), 'root:x:0:\nnode:x:1000:\nnogroup:x:65534:\n');
+  writeFileSync(
+    join(root, 'etc', 'group'),
+    'root:x:0:\nnode:x:1000:\nnonroot:x:65532:\nnogroup:x:65534:\n',
+  );
   mkdirSync(join(root, 'tmp'));
   chmodSync(join(root, 'tmp'), 0o1777);
   const tar = join(dir, 'rootfs.tar');

@@ -10,7 +10,7 @@ export type { Certificate, CertificateOptions } from './certs.js';
 export { makeCertificate } from './certs.js';
 export { criCall, imageSpecRequest, protoMessage } from './cri.js';
 export type { CommandOptions, CommandResult, Containerd, Dockerd } from './engines.js';
-export { startContainerd, startDockerd, writeNodeRootfs } from './engines.js';
+export { startContainerd, startDockerd, writeGlibcRootfs, writeNodeRootfs } from './engines.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';

@@ -9,6 +9,7 @@ import {
   credentialProviderConfig,
   loadRules,
   type Rule,
+  waitServing,
 } from '@org/cri-image-service';
 import { RegistryAuth } from '@org/registry-auth';
 import { stringify } from 'yaml';
@@ -24,6 +25,7 @@ const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPO
                              [--backend-endpoint ENDPOINT] [--metrics-listen HOST:PORT]
        kubelet-image-service credential-provider --config RULES
        kubelet-image-service credential-provider-config --config RULES [--name NAME]
+       kubelet-image-service probe [--listen ENDPOINT] [--timeout SECONDS]
        kubelet-image-service --help
 
   serve                       the CRI ImageService kubelet's imageServiceEndpoint points at:
@@ -32,6 +34,9 @@ const USAGE = `usage: kubelet-image-service serve --config RULES [--listen ENDPO
   credential-provider         kubelet exec plugin: reads a CredentialProviderRequest on stdin,
                               writes a CredentialProviderResponse on stdout
   credential-provider-config  prints the kubelet CredentialProviderConfig for the rules
+  probe                       waits until the service at --listen answers its gRPC health
+                              check SERVING (its runtime answers too); exits 1 after
+                              --timeout (default 30) seconds. systemd's ExecStartPost.
   --config RULES              rules file (YAML or JSON): rules: [{ match, credentials, override? }]
   --listen ENDPOINT           default ${DEFAULT_LISTEN}
   --backend cri               the node's CRI runtime (containerd, CRI-O); the default
@@ -47,12 +52,13 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-const COMMANDS = ['serve', 'credential-provider', 'credential-provider-config'] as const;
+const COMMANDS = ['serve', 'credential-provider', 'credential-provider-config', 'probe'] as const;
 type Command = (typeof COMMANDS)[number];
 const FLAGS: Record<Command, readonly string[]> = {
   serve: ['--config', '--listen', '--backend', '--backend-endpoint', '--metrics-listen'],
   'credential-provider': ['--config'],
   'credential-provider-config': ['--config', '--name'],
+  probe: ['--listen', '--timeout'],
 };
 
 function parseArgs(argv: string[]): { command: Command; flags: Map<string, string> } {
@@ -77,7 +83,10 @@ function parseArgs(argv: string[]): { command: Command; flags: Map<string, strin
       );
     flags.set(flag, inline ?? rest[++i] ?? fail(`${flag} needs a value`, 2));
   }
-  if (!flags.has('--config')) fail('--config RULES is required', 2);
+  if (command !== 'probe' && !flags.has('--config')) fail('--config RULES is required', 2);
+  const timeout = flags.get('--timeout');
+  if (timeout !== undefined && !/^[1-9]\d{0,4}$/.test(timeout))
+    fail(`--timeout ${JSON.stringify(timeout)}: give whole seconds, 1 to 99999`, 2);
   const backend = flags.get('--backend');
   if (backend !== undefined && backend !== 'cri' && backend !== 'docker')
     fail(`--backend ${JSON.stringify(backend)}: use cri or docker`, 2);
@@ -97,6 +106,16 @@ async function readStdin(): Promise<string> {
 
 async function main(): Promise<void> {
   const { command, flags } = parseArgs(process.argv.slice(2));
+  if (command === 'probe') {
+    try {
+      await waitServing(flags.get('--listen') ?? DEFAULT_LISTEN, {
+        timeoutMs: Number(flags.get('--timeout') ?? 30) * 1000,
+      });
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    return;
+  }
   let rules: Rule[];
   try {
     rules = loadRules(flags.get('--config') as string);

@@ -1,5 +1,6 @@
 /**
- * `kubelet-image-service serve` (the built binary) between a client speaking as kubelet and a
+ * `kubelet-image-service serve` (the single executable for this machine's architecture, as the
+ * host service runs it) between a client speaking as kubelet and a
  * real containerd, pulling from a real docker-registry with htpasswd that only the rules hold
  * credentials for: the pull lands in containerd, one JSON log line says so, the metrics count
  * it, and SIGTERM stops it cleanly.
@@ -21,7 +22,13 @@ import {
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const main = join(import.meta.dirname, '..', 'dist', 'main.js');
+const executable = join(
+  import.meta.dirname,
+  '..',
+  'dist',
+  'sea',
+  `kubelet-image-service-linux-${process.arch === 'x64' ? 'amd64' : process.arch}`,
+);
 const dir = mkdtempSync(join(tmpdir(), 'kis-serve-'));
 const UPSTREAM = { user: 'node-puller', password: 'upstream-secret-77b' };
 let registry: DockerRegistry;
@@ -32,7 +39,7 @@ let stderr = '';
 
 function runOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(executable, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -77,7 +84,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('kubelet-image-service serve (the built binary)', () => {
+describe('kubelet-image-service serve (the single executable)', () => {
   it('refuses bad flags and bad rules with one line on stderr', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'rules: [{ match: [], credentials: { provider: nope } }]\n');
@@ -106,9 +113,8 @@ describe('kubelet-image-service serve (the built binary)', () => {
     );
     const socket = join(dir, 'run', 'kis', 'cri.sock');
     child = spawn(
-      process.execPath,
+      executable,
       [
-        main,
         'serve',
         '--config',
         rules,
@@ -127,6 +133,9 @@ describe('kubelet-image-service serve (the built binary)', () => {
       lines().find((l) => l.msg === 'serving'),
     );
     expect(serving).toMatchObject({ listen: `unix://${socket}`, backend: 'cri' });
+    // the unit's ExecStartPost: SERVING, since containerd answers behind it
+    const probe = await runOnce(['probe', '--listen', `unix://${socket}`, '--timeout', '20']);
+    expect(probe).toMatchObject({ code: 0, stderr: '' });
 
     const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
     const image = `${registry.host}/team/app:v1`;

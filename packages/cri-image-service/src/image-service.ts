@@ -10,6 +10,7 @@ import {
   replaceMessageField,
   specImage,
   stringField,
+  varintField,
   WireError,
 } from './wire.js';
 
@@ -430,4 +431,62 @@ export function shutdown(server: grpc.Server, graceMs = 10_000): Promise<void> {
       resolve();
     });
   });
+}
+
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus` names, by number. */
+const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'] as const;
+
+/**
+ * Asks the image service at `endpoint` for its health (`grpc.health.v1.Health/Check` on
+ * `runtime.v1.ImageService`) until it says SERVING, which ours does only while the runtime
+ * behind it answers ImageFsInfo: the same probe kubelet's start-up makes. For systemd's
+ * ExecStartPost (so kubelet, ordered after us, starts against a working socket) and for the node
+ * patcher before it points kubelet here.
+ *
+ * @throws Error naming the last answer (or connection error) once `timeoutMs` has passed.
+ */
+export async function waitServing(
+  endpoint: string,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  const { timeoutMs = 30_000, intervalMs = 250 } = options;
+  const client = new grpc.Client(
+    `unix://${socketPath(endpoint)}`,
+    grpc.credentials.createInsecure(),
+  );
+  const request = encodeStrings([[1, IMAGE_SERVICE]]);
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  try {
+    for (;;) {
+      const answer = await new Promise<string>((resolve) => {
+        client.makeUnaryRequest(
+          '/grpc.health.v1.Health/Check',
+          identity,
+          identity,
+          request,
+          { deadline: Math.min(deadline, Date.now() + 5000) },
+          (err, response) => {
+            if (err) resolve(`${statusName(err.code)}: ${err.details}`);
+            else {
+              let code: number;
+              try {
+                code = response ? (varintField(response, 1) ?? 0) : 0;
+              } catch {
+                code = -1;
+              }
+              resolve(SERVING_STATUS[code] ?? `status ${code}`);
+            }
+          },
+        );
+      });
+      if (answer === 'SERVING') return;
+      last = answer;
+      if (Date.now() + intervalMs >= deadline)
+        throw new Error(`${endpoint} is not serving after ${timeoutMs / 1000} s (last: ${last})`);
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  } finally {
+    client.close();
+  }
 }

@@ -23,6 +23,7 @@ export {
   shutdown,
   socketPath,
   UNARY_METHODS,
+  waitServing,
 } from './image-service.js';
 export type { Rule, ServiceAccountTokenCredentials } from './rules.js';
 export { loadRules, parseRules, RulesError, ruleFor } from './rules.js';

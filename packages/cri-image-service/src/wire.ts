@@ -50,6 +50,18 @@ export function fieldsOf(message: Buffer): FieldSpan[] {
   return spans;
 }
 
+/** The last occurrence of a varint field (an enum, a bool), or undefined. @throws WireError */
+export function varintField(message: Buffer, field: number): number | undefined {
+  let value: number | undefined;
+  for (const span of fieldsOf(message)) {
+    if (span.field !== field || span.wireType !== 0) continue;
+    const reader = Reader.create(message.subarray(span.start, span.end));
+    reader.uint32(); // the tag
+    value = reader.uint32();
+  }
+  return value;
+}
+
 /** The last occurrence of a string field (protobuf's "last one wins"), or undefined. */
 export function stringField(message: Buffer, field: number): string | undefined {
   let value: string | undefined;
