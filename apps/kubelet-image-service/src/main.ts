@@ -104,6 +104,26 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * Instance-identity rules without an `endpoint` get the metadata address the environment names,
+ * the variables the cloud SDKs read (@org/cloud-credentials reads no environment itself):
+ * GCE_METADATA_HOST for `gcp`, AWS_EC2_METADATA_SERVICE_ENDPOINT for `aws`.
+ */
+function withMetadataEndpoints(rules: Rule[], env: NodeJS.ProcessEnv): Rule[] {
+  return rules.map((rule) => {
+    const credentials = rule.credentials;
+    if (credentials.provider !== 'instance-identity' || credentials.endpoint !== undefined)
+      return rule;
+    const endpoint =
+      credentials.kind === 'gcp'
+        ? env.GCE_METADATA_HOST
+        : credentials.kind === 'aws'
+          ? env.AWS_EC2_METADATA_SERVICE_ENDPOINT
+          : undefined;
+    return endpoint ? { ...rule, credentials: { ...credentials, endpoint } } : rule;
+  });
+}
+
 async function main(): Promise<void> {
   const { command, flags } = parseArgs(process.argv.slice(2));
   if (command === 'probe') {
@@ -118,7 +138,7 @@ async function main(): Promise<void> {
   }
   let rules: Rule[];
   try {
-    rules = loadRules(flags.get('--config') as string);
+    rules = withMetadataEndpoints(loadRules(flags.get('--config') as string), process.env);
   } catch (err) {
     fail((err as Error).message);
   }
