@@ -2,8 +2,9 @@
 // @ts-check
 /**
  * Enforces the dependency direction of ARCHITECTURE.md: apps -> packages, packages only on the
- * packages below them, never on apps; every `@org/*` import declared in package.json; no deep
- * imports into another package; no relative import that leaves its project.
+ * packages below them, never on apps (only the end-to-end project, e2e/, depends on apps, to
+ * run their built binaries); every `@org/*` import declared in package.json; no deep imports
+ * into another package; no relative import that leaves its project.
  *
  *   node tools/check-deps.mjs [repo root]     prints one line per violation, exits 1 if any
  */
@@ -41,7 +42,7 @@ const IMPORT =
 export function checkDependencies(root) {
   /** @type {string[]} */
   const problems = [];
-  /** @type {Map<string, { dir: string, kind: 'package' | 'app', pkg: any }>} */
+  /** @type {Map<string, { dir: string, kind: 'package' | 'app' | 'e2e', pkg: any }>} */
   const projects = new Map();
   /** Subpaths each workspace package exports (`./stand-ins`), for the deep-import rule. */
   /** @type {Map<string, Set<string>>} */
@@ -56,6 +57,11 @@ export function checkDependencies(root) {
       projects.set(pkg.name, { dir: join(base, name), kind, pkg });
       exported.set(pkg.name, new Set(Object.keys(pkg.exports ?? {})));
     }
+  }
+  const e2eFile = join(root, 'e2e', 'package.json');
+  if (existsSync(e2eFile)) {
+    const pkg = JSON.parse(readFileSync(e2eFile, 'utf8'));
+    projects.set(pkg.name, { dir: join(root, 'e2e'), kind: 'e2e', pkg });
   }
   const toolsFile = join(root, 'tools', 'package.json');
   if (existsSync(toolsFile)) {
@@ -81,8 +87,8 @@ export function checkDependencies(root) {
     for (const dep of declared) {
       const target = projects.get(dep);
       if (!target) continue;
-      if (target.kind === 'app')
-        problems.push(`${rel}: depends on the app ${dep}; nothing depends on apps`);
+      if (target.kind === 'app' && kind !== 'e2e')
+        problems.push(`${rel}: depends on the app ${dep}; nothing depends on apps but e2e/`);
       else if (allowed && !allowed.includes(dep)) {
         problems.push(
           `${rel}: ${name} may not depend on ${dep} (allowed: ${allowed.join(', ') || 'none'})`,

@@ -66,7 +66,7 @@ describe('check-deps', () => {
     expect(checkDependencies(join(import.meta.dirname, '..'))).toEqual([]);
   });
 
-  it('finds upward, app, undeclared, deep and escaping imports', () => {
+  it('finds upward, app, undeclared, deep and escaping imports; e2e/ may depend on apps', () => {
     const root = tree({
       'packages/registry-domains/package.json': pkg('@org/registry-domains', {
         '@org/registry-auth': 'workspace:*',
@@ -88,6 +88,9 @@ describe('check-deps', () => {
         name: '@org/tools',
         exports: { './stand-ins': './stand-ins/index.ts' },
       }),
+      'e2e/package.json': pkg('@org/e2e', { '@org/proxy': 'workspace:*' }),
+      'e2e/test/run.test.ts':
+        "import { startStandIn } from '@org/tools/stand-ins';\nimport { y } from '@org/registry-auth';\nvoid startStandIn;\nvoid y;\n",
     });
     const problems = checkDependencies(root);
     expect(problems).toEqual(
@@ -112,9 +115,14 @@ describe('check-deps', () => {
           /a\.ts: relative import \.\.\/\.\.\/proxy-core\/src\/x\.js leaves packages\/registry-auth/,
         ),
         expect.stringMatching(/mystery: @org\/mystery is not in tools\/check-deps\.mjs ALLOWED/),
+        expect.stringMatching(
+          /e2e\/test\/run\.test\.ts: imports @org\/registry-auth, which package\.json does not declare/,
+        ),
       ]),
     );
-    expect(problems).toHaveLength(8);
+    expect(problems).toHaveLength(9);
+    // e2e/ runs the apps' binaries: its dependency on an app is the point
+    expect(problems.filter((p) => p.startsWith('e2e: depends on the app'))).toEqual([]);
     // main.test.ts imports a subpath that a declared package exports: fine
     expect(problems.filter((p) => p.includes('main.test.ts'))).toEqual([]);
   });
