@@ -80,8 +80,9 @@ export function inspectKubeletConfig(text: string): KubeletConfigFacts {
   };
 }
 
+/** The yaml library's message without the code excerpt it appends after a colon. */
 function firstLine(message: string): string {
-  return message.split('\n')[0]?.trim() ?? message;
+  return (message.split('\n')[0] ?? message).trim().replace(/:$/, '');
 }
 
 function describe(value: unknown): string {
