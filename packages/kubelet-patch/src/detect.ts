@@ -2,7 +2,7 @@ import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import { type ContainerdConfigFacts, inspectContainerdConfig } from './containerd-config.js';
 import { parseEnvFile } from './env-file.js';
-import { HostFileError, LayoutError, quote } from './errors.js';
+import { HostFileError, LayoutError, printable, quote } from './errors.js';
 import { HostRoot, MAX_FILE_BYTES } from './host-root.js';
 import { type ConfigFormat, inspectKubeletConfig } from './kubelet-config.js';
 import { findKubeletFlags, type KubeletFlags } from './kubelet-flags.js';
@@ -240,10 +240,11 @@ class Detection {
       this.found.push(
         unitPaths === null ? 'no kubelet.service to patch' : `${unitPaths.path} (rendered)`,
       );
+      const found = this.found.map(printable);
       throw new LayoutError(
         'IMMUTABLE_HOST',
-        { os: os?.id ?? null, found: this.found },
-        `${immutable.name} (${this.found.join(', ')}) is not patched: ${immutable.why}; instead, ${immutable.instead}`,
+        { os: os?.id ?? null, found },
+        `${immutable.name} (${found.join(', ')}) is not patched: ${immutable.why}; instead, ${immutable.instead}`,
       );
     }
     if (unitPaths === null) {
@@ -565,10 +566,11 @@ class Detection {
   }
 
   private unknown(): LayoutError {
+    const found = this.found.map(printable);
     return new LayoutError(
       'UNKNOWN_LAYOUT',
-      { os: this.os?.id ?? null, found: this.found },
-      `unknown kubelet layout (found: ${this.found.join('; ')}); node-patcher knows GKE COS and Ubuntu, EKS AL2, EKS AL2023 (nodeadm), AKS and kubeadm`,
+      { os: this.os?.id ?? null, found },
+      `unknown kubelet layout (found: ${found.join('; ')}); node-patcher knows GKE COS and Ubuntu, EKS AL2, EKS AL2023 (nodeadm), AKS and kubeadm`,
     );
   }
 }

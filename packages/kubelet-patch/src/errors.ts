@@ -24,6 +24,16 @@ export function quote(input: string): string {
   return JSON.stringify(cut);
 }
 
+/**
+ * Makes host input safe for a one-line message without quoting it: control characters (a
+ * newline, an escape sequence in a file name) are written as JSON escapes.
+ */
+export function printable(input: string): string {
+  const cut = input.length > QUOTE_MAX * 2 ? `${input.slice(0, QUOTE_MAX * 2)}…` : input;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  return cut.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
 /** Base class of every error this package throws. */
 export abstract class KubeletPatchError extends Error {
   abstract readonly code: HostFileCode | LayoutCode;

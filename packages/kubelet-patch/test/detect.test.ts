@@ -944,6 +944,22 @@ describe('detectLayout on hostile or broken hosts', () => {
     });
   });
 
+  it('keeps host-controlled names in a refusal on one line, escape sequences escaped', async () => {
+    const root = copyOf('kubeadm-rpm');
+    unlinkSync(join(root, 'etc/systemd/system/kubelet.service.d/10-kubeadm.conf'));
+    write(
+      root,
+      'usr/lib/systemd/system/kubelet.service',
+      '[Service]\nExecStart=/opt/k\\x1b[31mubelet\\n --v=2\n',
+    );
+    write(root, 'etc/systemd/system/kubelet.service.d/x\u001b[2J\ny.conf', '[Service]\n');
+    const err = await refused(detectLayout(root));
+    expect(err).toMatchObject({ code: 'UNKNOWN_LAYOUT' });
+    expect([...err.message].filter((c) => c.charCodeAt(0) < 0x20)).toEqual([]);
+    expect(err.message).toContain('ExecStart=/opt/k\\u001b[31mubelet\\n');
+    expect(err.message).toContain('x\\u001b[2J\\ny.conf');
+  });
+
   it.each([
     [
       'a masked unit',
