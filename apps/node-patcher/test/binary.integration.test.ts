@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectLayout } from '@org/kubelet-patch';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const main = join(import.meta.dirname, '..', 'dist', 'main.js');
+const fixtures = join(
+  import.meta.dirname,
+  '..',
+  '..',
+  '..',
+  'packages',
+  'kubelet-patch',
+  'test',
+  'fixtures',
+);
+const scratch = mkdtempSync(join(tmpdir(), 'node-patcher-bin-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the built binary as a user would, and collects what it printed and its exit code. */
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [main, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function expectOneLine(stderr: string, start: string): void {
+  expect(stderr.startsWith(`node-patcher: ${start}`), stderr).toBe(true);
+  expect(stderr.endsWith('\n')).toBe(true);
+  expect(stderr.slice(0, -1)).not.toContain('\n');
+  expect(stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('node-patcher detect (the built binary)', () => {
+  it.each([
+    ['gke-cos', ['--host-root'], 'gke-cos', 'v1.31.6-gke.1020000', 'binary'],
+    ['kubeadm-deb', ['--host-root='], 'kubeadm', 'v1.33.2', '/var/lib/dpkg/status'],
+  ])(
+    'prints the layout of %s as JSON and exits 0',
+    async (fixture, flag, distribution, version, source) => {
+      const root = join(fixtures, fixture);
+      const args = flag[0]?.endsWith('=')
+        ? ['detect', `${flag[0]}${root}`]
+        : ['detect', ...flag, root];
+      const { code, stdout, stderr } = await run(args);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      const printed = JSON.parse(stdout);
+      expect(printed).toMatchObject({
+        distribution,
+        kubelet: { version, versionSource: source },
+      });
+      // Exactly what the library describes, with the real kubelet stand-in run by both.
+      expect(printed).toEqual(JSON.parse(JSON.stringify(await detectLayout(root))));
+    },
+  );
+
+  it('refuses Bottlerocket: exit 1, one line on stderr saying what to use instead', async () => {
+    const { code, stdout, stderr } = await run([
+      'detect',
+      '--host-root',
+      join(fixtures, 'bottlerocket'),
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expectOneLine(stderr, 'Bottlerocket (os-release ID=bottlerocket');
+    expect(stderr).toContain('settings.kubernetes.credential-providers');
+  });
+
+  it('refuses an unknown layout with exit 1, listing what it found', async () => {
+    const root = join(scratch, 'bare');
+    mkdirSync(join(root, 'etc'), { recursive: true });
+    writeFileSync(join(root, 'etc', 'os-release'), 'ID=debian\nVERSION_ID="12"\n');
+    const { code, stdout, stderr } = await run(['detect', '--host-root', root]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expectOneLine(
+      stderr,
+      'unknown kubelet layout (found: os-release ID=debian VERSION_ID=12; no kubelet.service in',
+    );
+  });
+
+  it.each([
+    [[], 'no command; try node-patcher --help'],
+    [['apply', '--host-root', '/'], 'unknown command "apply"'],
+    [['revert', '--host-root', '/'], 'unknown command "revert"'],
+    [['detect'], '--host-root DIR is required'],
+    [['detect', '--host-root'], '--host-root needs a value'],
+    [['detect', '--host-root='], '--host-root needs a value'],
+    [['detect', '--host-root', '/', '--host-root', '/'], '--host-root is given twice'],
+    [['detect', '--dry-run'], 'unknown option "--dry-run" for detect'],
+    [
+      ['detect', '--host-root', '/nonexistent/host'],
+      '--host-root "/nonexistent/host" is not a directory',
+    ],
+  ])('exits 2 on bad arguments: %j', async (args, message) => {
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expectOneLine(stderr, message);
+  });
+
+  it('prints usage for --help, naming only the commands it has', async () => {
+    const { code, stdout, stderr } = await run(['--help']);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(/^usage: node-patcher detect --host-root DIR\n/);
+    expect(stdout).not.toMatch(/apply|revert/);
+  });
+});

@@ -1,0 +1,83 @@
+/** Why a file on the host was not read; stable, so callers can `switch` on it. */
+export type HostFileCode =
+  | 'PATH_NOT_ABSOLUTE'
+  | 'PATH_ESCAPES_ROOT'
+  | 'SYMLINK_LOOP'
+  | 'NOT_A_REGULAR_FILE'
+  | 'FILE_TOO_LARGE'
+  | 'FILE_NOT_TEXT'
+  | 'TOO_MANY_ENTRIES'
+  | 'READ_FAILED';
+
+/** Why `detectLayout` refused the node as a whole. */
+export type LayoutCode = 'HOST_ROOT_INVALID' | 'IMMUTABLE_HOST' | 'UNKNOWN_LAYOUT';
+
+/** Longest piece of host input quoted back in a message. */
+const QUOTE_MAX = 160;
+
+/**
+ * Quotes untrusted input for an error message: JSON-escaped (no control characters reach a
+ * log line) and cut to a bounded length.
+ */
+export function quote(input: string): string {
+  const cut = input.length > QUOTE_MAX ? `${input.slice(0, QUOTE_MAX)}…` : input;
+  return JSON.stringify(cut);
+}
+
+/**
+ * Makes host input safe for a one-line message without quoting it: control characters (a
+ * newline, an escape sequence in a file name) are written as JSON escapes.
+ */
+export function printable(input: string): string {
+  const cut = input.length > QUOTE_MAX * 2 ? `${input.slice(0, QUOTE_MAX * 2)}…` : input;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  return cut.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
+/** Base class of every error this package throws. */
+export abstract class KubeletPatchError extends Error {
+  abstract readonly code: HostFileCode | LayoutCode;
+}
+
+/**
+ * A file under the host root was refused: it resolves outside the root, is not a regular
+ * file, is larger than the cap, or is not UTF-8 text. Nothing was read from it.
+ *
+ * @example
+ * try { await detectLayout('/host') } catch (e) {
+ *   if (e instanceof HostFileError && e.code === 'PATH_ESCAPES_ROOT') ...
+ * }
+ */
+export class HostFileError extends KubeletPatchError {
+  override readonly name = 'HostFileError';
+  readonly code: HostFileCode;
+  /** The path as the host sees it (not prefixed by the host root). */
+  readonly hostPath: string;
+
+  constructor(code: HostFileCode, hostPath: string, reason: string, options?: ErrorOptions) {
+    super(`${quote(hostPath)} on the host: ${reason}`, options);
+    this.code = code;
+    this.hostPath = hostPath;
+  }
+}
+
+/**
+ * The node's kubelet layout is one the patcher must not or cannot change: an immutable host
+ * (Bottlerocket, Talos), or a layout it does not recognise. The message says what was found
+ * and what to use instead.
+ */
+export class LayoutError extends KubeletPatchError {
+  override readonly name = 'LayoutError';
+  readonly code: LayoutCode;
+  /** The operating system from os-release (`ID`), when one was found. */
+  readonly os: string | null;
+  /** What detection found on the host, one short line each, for the operator. */
+  readonly found: readonly string[];
+
+  constructor(code: LayoutCode, fields: { os: string | null; found: string[] }, message: string) {
+    super(message);
+    this.code = code;
+    this.os = fields.os;
+    this.found = fields.found;
+  }
+}
