@@ -11,7 +11,7 @@ import {
   type Rule,
   waitServing,
 } from '@org/cri-image-service';
-import { RegistryAuth } from '@org/registry-auth';
+import { RegistryAuth, withMetadataEndpointFromEnv } from '@org/registry-auth';
 import { stringify } from 'yaml';
 import { serve } from './serve.js';
 
@@ -104,26 +104,6 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/**
- * Instance-identity rules without an `endpoint` get the metadata address the environment names,
- * the variables the cloud SDKs read (@org/cloud-credentials reads no environment itself):
- * GCE_METADATA_HOST for `gcp`, AWS_EC2_METADATA_SERVICE_ENDPOINT for `aws`.
- */
-function withMetadataEndpoints(rules: Rule[], env: NodeJS.ProcessEnv): Rule[] {
-  return rules.map((rule) => {
-    const credentials = rule.credentials;
-    if (credentials.provider !== 'instance-identity' || credentials.endpoint !== undefined)
-      return rule;
-    const endpoint =
-      credentials.kind === 'gcp'
-        ? env.GCE_METADATA_HOST
-        : credentials.kind === 'aws'
-          ? env.AWS_EC2_METADATA_SERVICE_ENDPOINT
-          : undefined;
-    return endpoint ? { ...rule, credentials: { ...credentials, endpoint } } : rule;
-  });
-}
-
 async function main(): Promise<void> {
   const { command, flags } = parseArgs(process.argv.slice(2));
   if (command === 'probe') {
@@ -138,7 +118,11 @@ async function main(): Promise<void> {
   }
   let rules: Rule[];
   try {
-    rules = withMetadataEndpoints(loadRules(flags.get('--config') as string), process.env);
+    // instance-identity rules ask the metadata server the environment names, as the SDKs do
+    rules = loadRules(flags.get('--config') as string).map((rule) => ({
+      ...rule,
+      credentials: withMetadataEndpointFromEnv(rule.credentials, process.env),
+    }));
   } catch (err) {
     fail((err as Error).message);
   }

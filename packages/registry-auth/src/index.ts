@@ -52,4 +52,5 @@ export {
   configureRegistryAuth,
   getRegistryCredentials,
   RegistryAuth,
+  withMetadataEndpointFromEnv,
 } from './registry-auth.js';

@@ -20,6 +20,7 @@ import {
   RegistryAuth,
   RegistryValidationError,
   setRegistryValidationDefaults,
+  withMetadataEndpointFromEnv,
 } from './index.js';
 
 const KEY = { accessKeyId: 'AKIAREGISTRYAUTH0001', secretAccessKey: 'registry-auth-secret' };
@@ -264,5 +265,37 @@ describe('getRegistryCredentials (process-wide instance)', () => {
     });
     expect(creds.username).toBe('AWS');
     expect(ecr.calls[0]?.region).toBe('sa-east-1');
+  });
+});
+
+describe('withMetadataEndpointFromEnv', () => {
+  const env = {
+    GCE_METADATA_HOST: '127.0.0.1:8080',
+    AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://127.0.0.1:1338',
+  };
+  it('gives instance-identity sources without an endpoint the one their cloud SDK would use', () => {
+    const gcp = {
+      provider: 'instance-identity',
+      kind: 'gcp',
+      audience: 'docker.example.com',
+    } as const;
+    expect(withMetadataEndpointFromEnv(gcp, env)).toEqual({ ...gcp, endpoint: '127.0.0.1:8080' });
+    const aws = { provider: 'instance-identity', kind: 'aws' } as const;
+    expect(withMetadataEndpointFromEnv(aws, env)).toEqual({
+      ...aws,
+      endpoint: 'http://127.0.0.1:1338',
+    });
+    expect(withMetadataEndpointFromEnv(gcp, {})).toBe(gcp);
+  });
+
+  it('leaves an explicit endpoint, and every other provider, as they are', () => {
+    const own = {
+      provider: 'instance-identity',
+      kind: 'gcp',
+      endpoint: 'metadata.internal',
+    } as const;
+    expect(withMetadataEndpointFromEnv(own, env)).toBe(own);
+    const gcp = { provider: 'gcp' } as const;
+    expect(withMetadataEndpointFromEnv(gcp, env)).toBe(gcp);
   });
 });

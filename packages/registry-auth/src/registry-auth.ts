@@ -77,6 +77,28 @@ export type GetRegistryCredentialsOptions =
   | ({ readonly provider: 'docker-config' } & DockerConfigSourceOptions)
   | ({ readonly provider: 'instance-identity' } & InstanceIdentityOptions);
 
+/**
+ * `options` with the metadata address the environment names, when it is an instance-identity
+ * source without an `endpoint` of its own: the variables the cloud SDKs read,
+ * `GCE_METADATA_HOST` for `gcp` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` for `aws`
+ * (@org/cloud-credentials reads no environment itself). Anything else is returned as it is.
+ */
+export function withMetadataEndpointFromEnv<T extends { readonly provider: string }>(
+  options: T,
+  env: NodeJS.ProcessEnv,
+): T {
+  if (options.provider !== 'instance-identity') return options;
+  const identity = options as T & InstanceIdentityOptions;
+  if (identity.endpoint !== undefined) return options;
+  const endpoint =
+    identity.kind === 'gcp'
+      ? env.GCE_METADATA_HOST
+      : identity.kind === 'aws'
+        ? env.AWS_EC2_METADATA_SERVICE_ENDPOINT
+        : undefined;
+  return endpoint ? { ...options, endpoint } : options;
+}
+
 export interface RegistryAuthOptions {
   /** Hosts that stand for a cloud registry (gateways, proxies); checked first. */
   readonly mappings?: Readonly<Record<string, RegistryMapping>>;
