@@ -433,6 +433,41 @@ export function shutdown(server: grpc.Server, graceMs = 10_000): Promise<void> {
   });
 }
 
+/**
+ * Makes one CRI `runtime.v1.ImageService/ImageFsInfo` call to `endpoint` (`unix:///PATH` or a
+ * socket path) and resolves when it succeeds: the call kubelet itself makes at start, answered by
+ * any CRI image service (containerd, CRI-O, ours). For the node patcher, which refuses to point
+ * kubelet at an endpoint that does not answer.
+ *
+ * @throws Error with the gRPC status name and details (or the connection error) otherwise.
+ */
+export async function checkImageService(
+  endpoint: string,
+  options: { timeoutMs?: number } = {},
+): Promise<void> {
+  const client = new grpc.Client(
+    `unix://${socketPath(endpoint)}`,
+    grpc.credentials.createInsecure(),
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.makeUnaryRequest(
+        `/${IMAGE_SERVICE}/ImageFsInfo`,
+        identity,
+        identity,
+        Buffer.alloc(0),
+        { deadline: Date.now() + (options.timeoutMs ?? 10_000) },
+        (err) => {
+          if (err) reject(new Error(`ImageFsInfo: ${statusName(err.code)}: ${err.details}`));
+          else resolve();
+        },
+      );
+    });
+  } finally {
+    client.close();
+  }
+}
+
 /** `grpc.health.v1.HealthCheckResponse.ServingStatus` names, by number. */
 const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'] as const;
 

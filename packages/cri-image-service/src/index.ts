@@ -15,6 +15,7 @@ export type {
 export {
   CallError,
   CriBackend,
+  checkImageService,
   createImageServiceServer,
   IMAGE_SERVICE,
   injectCredentials,

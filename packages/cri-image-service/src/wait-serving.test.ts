@@ -6,6 +6,7 @@ import { RegistryAuth } from '@org/registry-auth';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   CallError,
+  checkImageService,
   createImageServiceServer,
   type ImageBackend,
   listenUnix,
@@ -72,5 +73,27 @@ describe('waitServing', () => {
 
   it('refuses an endpoint that is not unix:///absolute/path', async () => {
     await expect(waitServing('tcp://127.0.0.1:1')).rejects.toThrow(/not unix:\/\/\/absolute/);
+  });
+});
+
+describe('checkImageService', () => {
+  it('resolves once ImageFsInfo answers, and names the status when it does not', async () => {
+    const endpoint = `unix://${join(dir, 'check', 'cri.sock')}`;
+    const state = { down: true, calls: 0 };
+    await start(endpoint, runtime(state));
+    await expect(checkImageService(endpoint, { timeoutMs: 2000 })).rejects.toThrow(
+      /ImageFsInfo: UNAVAILABLE: connection refused/,
+    );
+    state.down = false;
+    await expect(checkImageService(endpoint, { timeoutMs: 2000 })).resolves.toBeUndefined();
+    // A bare socket path is taken too; every call reached the runtime.
+    await expect(checkImageService(join(dir, 'check', 'cri.sock'))).resolves.toBeUndefined();
+    expect(state.calls).toBe(3);
+  });
+
+  it('a socket nobody listens on fails within the deadline', async () => {
+    await expect(
+      checkImageService(`unix://${join(dir, 'none', 'cri.sock')}`, { timeoutMs: 500 }),
+    ).rejects.toThrow(/ImageFsInfo: (UNAVAILABLE|DEADLINE_EXCEEDED)/);
   });
 });

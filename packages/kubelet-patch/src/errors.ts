@@ -7,7 +7,8 @@ export type HostFileCode =
   | 'FILE_TOO_LARGE'
   | 'FILE_NOT_TEXT'
   | 'TOO_MANY_ENTRIES'
-  | 'READ_FAILED';
+  | 'READ_FAILED'
+  | 'WRITE_FAILED';
 
 /** Why `detectLayout` refused the node as a whole. */
 export type LayoutCode = 'HOST_ROOT_INVALID' | 'IMMUTABLE_HOST' | 'UNKNOWN_LAYOUT';
@@ -36,7 +37,7 @@ export function printable(input: string): string {
 
 /** Base class of every error this package throws. */
 export abstract class KubeletPatchError extends Error {
-  abstract readonly code: HostFileCode | LayoutCode;
+  abstract readonly code: HostFileCode | LayoutCode | PlanCode | TransactionCode;
 }
 
 /**
@@ -79,5 +80,43 @@ export class LayoutError extends KubeletPatchError {
     this.code = code;
     this.os = fields.os;
     this.found = fields.found;
+  }
+}
+
+/** Why a change to the node was refused before anything was written. */
+export type PlanCode = 'BAD_OPTION' | 'CONFIG_INVALID' | 'UNSAFE_EDIT' | 'NOT_OURS';
+
+/**
+ * `apply` refused to plan a change: a bad option, a kubelet config file that does not parse,
+ * an edit that would change more than it means to, a file it did not write in its way.
+ * Nothing was written.
+ */
+export class PlanError extends KubeletPatchError {
+  override readonly name = 'PlanError';
+  readonly code: PlanCode;
+
+  constructor(code: PlanCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Why a transaction stopped. */
+export type TransactionCode =
+  | 'STATE_INVALID'
+  | 'MODE_CONFLICT'
+  | 'ENDPOINT_DOWN'
+  | 'SYSTEMD_UNREACHABLE'
+  | 'ROLLED_BACK'
+  | 'REVERT_UNHEALTHY';
+
+/** A transaction failed; `code` says at which step, the message what happened to the files. */
+export class TransactionError extends KubeletPatchError {
+  override readonly name = 'TransactionError';
+  readonly code: TransactionCode;
+
+  constructor(code: TransactionCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
   }
 }

@@ -1,16 +1,25 @@
+import { randomBytes } from 'node:crypto';
 import {
+  chmodSync,
+  chownSync,
   closeSync,
   constants,
   fstatSync,
+  fsyncSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readlinkSync,
   readSync,
   realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
   statSync,
+  writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { HostFileError, quote } from './errors.js';
 
 /** Largest file read from the host, in bytes (1 MiB). */
@@ -34,6 +43,15 @@ export interface ResolvedPath {
 export interface HostText {
   readonly hostPath: string;
   readonly text: string;
+}
+
+/** A file read from the host, with what `revert` needs to put it back exactly. */
+export interface HostBytes extends ResolvedPath {
+  readonly bytes: Buffer;
+  /** Permission bits (`st_mode & 0o7777`). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
 }
 
 /**
@@ -118,10 +136,29 @@ export class HostRoot {
   }
 
   /**
-   * Reads a host file as UTF-8 text, or returns `null` when it does not exist.
-   * Throws `HostFileError` for anything refused.
+   * Reads a host file as UTF-8 text (a leading byte-order mark dropped), or returns `null` when
+   * it does not exist. Throws `HostFileError` for anything refused.
    */
   readText(hostPath: string): HostText | null {
+    const file = this.readBytes(hostPath);
+    if (file === null) return null;
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(file.bytes);
+    } catch (err) {
+      throw new HostFileError('FILE_NOT_TEXT', hostPath, 'is not UTF-8 text; refused', {
+        cause: err,
+      });
+    }
+    return { hostPath: file.hostPath, text };
+  }
+
+  /**
+   * Reads a host file's bytes and ownership, or returns `null` when it does not exist. Throws
+   * `HostFileError` for anything refused (a symlink out of the root, not a regular file, over
+   * the size cap).
+   */
+  readBytes(hostPath: string): HostBytes | null {
     const resolved = this.resolve(hostPath);
     if (resolved === null) return null;
     let fd: number;
@@ -159,15 +196,14 @@ export class HostRoot {
         if (length > this.maxBytes) throw this.tooLarge(hostPath, length);
         chunks.push(chunk.subarray(0, n));
       }
-      let text: string;
-      try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-      } catch (err) {
-        throw new HostFileError('FILE_NOT_TEXT', hostPath, 'is not UTF-8 text; refused', {
-          cause: err,
-        });
-      }
-      return { hostPath: resolved.hostPath, text };
+      return {
+        hostPath: resolved.hostPath,
+        localPath: resolved.localPath,
+        bytes: Buffer.concat(chunks),
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+      };
     } finally {
       closeSync(fd);
     }
@@ -210,6 +246,103 @@ export class HostRoot {
   }
 
   /**
+   * Creates a host directory and its missing parents (mode 0755, like `mkdir -p`), resolving
+   * each existing component the way {@link resolve} does, so nothing is created outside the
+   * root. Returns the resolved directory.
+   */
+  ensureDir(hostPath: string): ResolvedPath {
+    const existing = this.resolve(hostPath);
+    if (existing !== null) {
+      if (!statSync(existing.localPath).isDirectory())
+        throw new HostFileError('NOT_A_REGULAR_FILE', hostPath, 'is not a directory; refused');
+      return existing;
+    }
+    const parent = this.ensureDir(posix.dirname(hostPath));
+    const name = posix.basename(hostPath);
+    const local = join(parent.localPath, name);
+    try {
+      mkdirSync(local, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw writeFailed(hostPath, err);
+    }
+    const made = this.resolve(posix.join(parent.hostPath, name));
+    if (made === null) throw new HostFileError('READ_FAILED', hostPath, 'vanished after mkdir');
+    return made;
+  }
+
+  /**
+   * Replaces a host file atomically: the bytes go to a temporary file in the same directory,
+   * which is fsynced, given its mode (and owner, when `owner` is set and differs), renamed over
+   * the target, and the directory fsynced. A reader sees the old file or the new one, never a
+   * mix, and a crash leaves one of the two. The target's final component is replaced, not
+   * followed: pass the canonical path from {@link readBytes}.
+   */
+  writeAtomic(
+    hostPath: string,
+    bytes: Uint8Array,
+    options: { mode: number; owner?: { uid: number; gid: number } },
+  ): void {
+    const dir = this.ensureDir(posix.dirname(hostPath));
+    const target = join(dir.localPath, posix.basename(hostPath));
+    const temp = join(
+      dir.localPath,
+      `.${posix.basename(hostPath)}.np-${randomBytes(6).toString('hex')}`,
+    );
+    try {
+      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        let off = 0;
+        while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      const owner = options.owner;
+      if (owner !== undefined) {
+        const st = statSync(temp);
+        if (st.uid !== owner.uid || st.gid !== owner.gid) chownSync(temp, owner.uid, owner.gid);
+      }
+      chmodSync(temp, options.mode & 0o7777);
+      renameSync(temp, target);
+      syncDir(dir.localPath);
+    } catch (err) {
+      rmSync(temp, { force: true });
+      throw writeFailed(hostPath, err);
+    }
+  }
+
+  /** Removes a host file (not a directory); absent is fine. The directory is fsynced. */
+  remove(hostPath: string): void {
+    const parent = this.resolve(posix.dirname(hostPath));
+    if (parent === null) return;
+    const local = join(parent.localPath, posix.basename(hostPath));
+    try {
+      if (lstatSync(local).isDirectory())
+        throw new HostFileError('NOT_A_REGULAR_FILE', hostPath, 'is a directory; not removed');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    try {
+      rmSync(local, { force: true });
+      syncDir(parent.localPath);
+    } catch (err) {
+      throw writeFailed(hostPath, err);
+    }
+  }
+
+  /** Removes a host directory if it is empty; anything else is left alone. */
+  removeEmptyDir(hostPath: string): void {
+    const dir = this.resolve(hostPath);
+    if (dir === null) return;
+    try {
+      rmdirSync(dir.localPath);
+    } catch {
+      // not empty, not a directory, gone: left as it is
+    }
+  }
+
+  /**
    * Confirms through /proc that the open file lies inside the root, closing the window between
    * resolving a path and opening it. Skipped where /proc is not mounted.
    */
@@ -231,4 +364,19 @@ export class HostRoot {
       `is ${size} bytes or more, over the ${this.maxBytes}-byte cap; refused`,
     );
   }
+}
+
+function syncDir(local: string): void {
+  const fd = openSync(local, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeFailed(hostPath: string, err: unknown): HostFileError {
+  if (err instanceof HostFileError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  return new HostFileError('WRITE_FAILED', hostPath, `cannot write: ${code}`, { cause: err });
 }

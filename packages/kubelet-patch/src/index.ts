@@ -1,3 +1,5 @@
+export type { ApplyOptions, ApplyOutcome, NodeOptions } from './apply.js';
+export { applyToNode, revertNode } from './apply.js';
 export type { ContainerdConfigFacts } from './containerd-config.js';
 export { inspectContainerdConfig } from './containerd-config.js';
 export type {
@@ -15,12 +17,38 @@ export type {
   OsRelease,
 } from './detect.js';
 export { ARGS_VARIABLES, detectLayout, UNIT_DIRS } from './detect.js';
-export type { HostFileCode, LayoutCode } from './errors.js';
-export { HostFileError, KubeletPatchError, LayoutError } from './errors.js';
-export type { HostText, ResolvedPath } from './host-root.js';
+export { EditError } from './edit.js';
+export type { HostFileCode, LayoutCode, PlanCode, TransactionCode } from './errors.js';
+export {
+  HostFileError,
+  KubeletPatchError,
+  LayoutError,
+  PlanError,
+  TransactionError,
+} from './errors.js';
+export { healthzUrl, KUBELET_HEALTHZ, waitHealthy } from './health.js';
+export type { HostBytes, HostText, ResolvedPath } from './host-root.js';
 export { HostRoot, MAX_FILE_BYTES } from './host-root.js';
 export type { ConfigFormat, KubeletConfigFacts } from './kubelet-config.js';
 export { inspectKubeletConfig } from './kubelet-config.js';
 export type { KubeletFlags } from './kubelet-flags.js';
 export type { KubeletBinary, VersionRunner } from './kubelet-version.js';
 export { runKubeletVersion } from './kubelet-version.js';
+export type { FileChange, PatchMode, Plan } from './plan.js';
+export { renderDiff } from './plan.js';
+export {
+  CONFIG_DROP_IN,
+  endpointSocket,
+  GUARD_DROP_IN,
+  planImageService,
+  STATE_DIR,
+  UNIT_DROP_IN,
+} from './plan-image-service.js';
+export type {
+  StateRecord,
+  SystemdControl,
+  TransactionResult,
+} from './transaction.js';
+export { readState } from './transaction.js';
+export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
+export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';

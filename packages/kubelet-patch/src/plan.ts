@@ -1,0 +1,109 @@
+import { createTwoFilesPatch } from 'diff';
+
+/** What `apply` can switch a node to. */
+export type PatchMode = 'image-service' | 'containerd-mirror' | 'credential-provider';
+
+/** One file the patch writes, creates or removes; every path is a host path. */
+export interface FileChange {
+  /** The canonical host path (symlinks resolved inside the host root). */
+  readonly path: string;
+  /** The bytes there now, or `null` when the file does not exist. */
+  readonly before: Buffer | null;
+  /** The bytes to leave there, or `null` to remove the file. */
+  readonly after: Buffer | null;
+  /** Permission bits for a file that does not exist yet (an existing file keeps its own). */
+  readonly mode: number;
+  /** One line for the operator: why this file changes. */
+  readonly why: string;
+  /**
+   * The patcher owns this file whole (a drop-in, a guard copy, a hosts.toml it adds): if it
+   * exists and the state record does not say the patcher wrote it, it is someone else's and
+   * `apply` refuses to overwrite it.
+   */
+  readonly owned?: boolean;
+  /** The patcher's own bookkeeping (a guard copy): the diff names it in one line. */
+  readonly brief?: boolean;
+}
+
+/**
+ * Everything one `apply` would do to a node: the file changes, computed from the files as they
+ * are now, and what systemd must do for kubelet (or containerd) to read them.
+ */
+export interface Plan {
+  readonly mode: PatchMode;
+  /** Only real changes: a file whose bytes would stay the same is not listed. */
+  readonly changes: readonly FileChange[];
+  /** A unit file or drop-in changes, so systemd must re-read them (`daemon-reload`) first. */
+  readonly reload: boolean;
+  /** Units to restart, in order, once the files are written (empty: nothing reads them late). */
+  readonly restart: readonly string[];
+  /** Which route the planner took and why, one line each, for the operator. */
+  readonly notes: readonly string[];
+}
+
+/** A plan with the changes that would write the same bytes removed. */
+export function plan(fields: {
+  mode: PatchMode;
+  changes: readonly FileChange[];
+  reload?: boolean;
+  restart: readonly string[];
+  notes: readonly string[];
+}): Plan {
+  const changes = fields.changes.filter((c) => !sameBytes(c.before, c.after));
+  return {
+    mode: fields.mode,
+    changes,
+    reload: changes.length > 0 && fields.reload === true,
+    restart: fields.restart,
+    notes: fields.notes,
+  };
+}
+
+/** True when both are absent or hold the same bytes. */
+export function sameBytes(a: Buffer | null, b: Buffer | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.equals(b);
+}
+
+/**
+ * The plan's changes as one unified diff (`--dry-run`), paths as the host sees them. A file
+ * that is not UTF-8 text is described in one line instead of dumped.
+ */
+export function renderDiff(changes: readonly FileChange[]): string {
+  let out = '';
+  for (const change of changes) {
+    const before = textOf(change.before);
+    const after = textOf(change.after);
+    if (change.brief) {
+      out += `${change.after === null ? 'remove' : change.before === null ? 'create' : 'replace'} ${change.path} (${change.why}, ${describe(change.after)})\n`;
+      continue;
+    }
+    if (before === undefined || after === undefined) {
+      out += `Binary ${change.path}: ${describe(change.before)} -> ${describe(change.after)}\n`;
+      continue;
+    }
+    out += createTwoFilesPatch(
+      change.before === null ? '/dev/null' : `a${change.path}`,
+      change.after === null ? '/dev/null' : `b${change.path}`,
+      before,
+      after,
+      undefined,
+      undefined,
+      { context: 3 },
+    ).replace(/^=+\n/, '');
+  }
+  return out;
+}
+
+function textOf(bytes: Buffer | null): string | undefined {
+  if (bytes === null) return '';
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(bytes: Buffer | null): string {
+  return bytes === null ? 'absent' : `${bytes.length} bytes`;
+}
