@@ -74,6 +74,9 @@ export async function openConnection(
     timeout: options.timeoutMs,
   });
   const conn = bus.connection;
+  // Never an unhandled 'error' event: failures are reported through the handlers below and
+  // through 'close'.
+  conn.on('error', () => {});
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -130,8 +133,6 @@ export async function openConnection(
         ? `${where} closed the connection; a bus daemon does that to a client that skips Hello, so if this is the system bus socket connect without peer: true`
         : `${where} closed the connection`,
     );
-  // A transport error after authentication ends the connection; 'close' follows and reports it.
-  conn.on('error', () => {});
   conn.on('close', () => {
     closed ??= disconnected();
     for (const listener of closeListeners) listener(closed);

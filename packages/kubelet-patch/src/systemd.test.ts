@@ -109,8 +109,8 @@ describe('socketPathOf', () => {
 
 describe('connectSystemd options', () => {
   it.each([
-    [{ timeoutMs: 0 }, /options.timeoutMs/],
-    [{ timeoutMs: Number.NaN }, /options.timeoutMs/],
+    [{ timeoutMs: 0 }, /^connectSystemd: options.timeoutMs/],
+    [{ timeoutMs: Number.NaN }, /^connectSystemd: options.timeoutMs/],
     [{ peer: 'yes' as unknown as boolean }, /options.peer/],
   ])('refuses %j before connecting', async (options, message) => {
     await expect(connectSystemd('/nonexistent/socket', options)).rejects.toThrow(message);

@@ -100,7 +100,11 @@ export async function connectSystemd(
   const peer = options.peer ?? false;
   if (typeof peer !== 'boolean')
     throw new TypeError('connectSystemd: options.peer must be a boolean');
-  const callTimeout = positive(options.timeoutMs, DEFAULT_CALL_TIMEOUT_MS, 'options.timeoutMs');
+  const callTimeout = positive(
+    options.timeoutMs,
+    DEFAULT_CALL_TIMEOUT_MS,
+    'connectSystemd: options.timeoutMs',
+  );
   const conn = await openConnection(socketPath, { peer, timeoutMs: callTimeout });
   return new Client(conn, callTimeout);
 }
@@ -160,8 +164,16 @@ class Client implements SystemdClient {
 
   async waitActive(name: string, options: WaitActiveOptions = {}): Promise<void> {
     checkUnitName(name);
-    const timeoutMs = positive(options.timeoutMs, DEFAULT_WAIT_TIMEOUT_MS, 'options.timeoutMs');
-    const intervalMs = positive(options.intervalMs, DEFAULT_WAIT_INTERVAL_MS, 'options.intervalMs');
+    const timeoutMs = positive(
+      options.timeoutMs,
+      DEFAULT_WAIT_TIMEOUT_MS,
+      'waitActive: options.timeoutMs',
+    );
+    const intervalMs = positive(
+      options.intervalMs,
+      DEFAULT_WAIT_INTERVAL_MS,
+      'waitActive: options.intervalMs',
+    );
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const state = await this.activeState(name);
@@ -199,7 +211,11 @@ class Client implements SystemdClient {
     options: JobOptions,
   ): Promise<JobResult> {
     checkUnitName(name);
-    const timeoutMs = positive(options.timeoutMs, DEFAULT_JOB_TIMEOUT_MS, 'options.timeoutMs');
+    const timeoutMs = positive(
+      options.timeoutMs,
+      DEFAULT_JOB_TIMEOUT_MS,
+      `${method === 'RestartUnit' ? 'restartUnit' : 'startUnit'}: options.timeoutMs`,
+    );
     await this.#subscribe();
     const removed = new Map<string, unknown>();
     let awaited: string | null = null;

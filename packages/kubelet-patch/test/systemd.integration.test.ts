@@ -178,12 +178,21 @@ describe.each(modes)('systemd over the $mode', ({ peer, start }) => {
     expect(systemd.calls).toEqual([]);
   });
 
-  it('refuses a bad unit name before sending anything', async () => {
+  it('refuses a bad unit name or option before sending anything', async () => {
     const c = await connect();
     for (const name of ['kubelet', 'getty@.service', "x'.service", 'a b.service']) {
       await expect(c.restartUnit(name)).rejects.toThrow(TypeError);
       await expect(c.activeState(name)).rejects.toThrow(TypeError);
     }
+    await expect(c.restartUnit('kubelet.service', { timeoutMs: -1 })).rejects.toThrow(
+      /^restartUnit: options\.timeoutMs must be a positive number/,
+    );
+    await expect(c.startUnit('kubelet.service', { timeoutMs: Number.NaN })).rejects.toThrow(
+      /^startUnit: options\.timeoutMs/,
+    );
+    await expect(c.waitActive('kubelet.service', { intervalMs: 0 })).rejects.toThrow(
+      /^waitActive: options\.intervalMs/,
+    );
     expect(systemd.calls).toEqual([]);
   });
 
