@@ -32,3 +32,10 @@ export type { AwsKey, SigV4Check } from './sigv4.js';
 export { verifySigV4 } from './sigv4.js';
 export type { Slapd, SlapdUser } from './slapd.js';
 export { startSlapd } from './slapd.js';
+export type {
+  SystemdCall,
+  SystemdStandIn,
+  SystemdStandInOptions,
+  UnitOutcome,
+} from './systemd.js';
+export { startSystemdBus, startSystemdPrivateSocket, systemdUnitPath } from './systemd.js';

@@ -13,6 +13,17 @@ export type HostFileCode =
 /** Why `detectLayout` refused the node as a whole. */
 export type LayoutCode = 'HOST_ROOT_INVALID' | 'IMMUTABLE_HOST' | 'UNKNOWN_LAYOUT';
 
+/** Why a conversation with systemd over D-Bus failed; stable, so callers can `switch` on it. */
+export type SystemdBusCode =
+  | 'CONNECT_FAILED'
+  | 'AUTH_FAILED'
+  | 'NOT_A_BUS'
+  | 'DISCONNECTED'
+  | 'TIMEOUT'
+  | 'CALL_FAILED'
+  | 'BAD_REPLY'
+  | 'UNIT_FAILED';
+
 /** Longest piece of host input quoted back in a message. */
 const QUOTE_MAX = 160;
 
@@ -37,7 +48,7 @@ export function printable(input: string): string {
 
 /** Base class of every error this package throws. */
 export abstract class KubeletPatchError extends Error {
-  abstract readonly code: HostFileCode | LayoutCode | PlanCode | TransactionCode;
+  abstract readonly code: HostFileCode | LayoutCode | PlanCode | TransactionCode | SystemdBusCode;
 }
 
 /**
@@ -118,5 +129,40 @@ export class TransactionError extends KubeletPatchError {
   constructor(code: TransactionCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
+  }
+}
+
+/**
+ * Talking to systemd over D-Bus failed: the socket is missing or refused us, authentication
+ * was rejected, the other end is not what the connection mode expects (a bus daemon versus
+ * PID 1's private socket), a call or a job did not finish in time, systemd answered a call with
+ * an error (`dbusName`), or a unit ended up `failed`.
+ *
+ * @example
+ * try { await systemd.reload() } catch (e) {
+ *   if (e instanceof SystemdBusError && e.dbusName === 'org.freedesktop.DBus.Error.AccessDenied') ...
+ * }
+ */
+export class SystemdBusError extends KubeletPatchError {
+  override readonly name = 'SystemdBusError';
+  readonly code: SystemdBusCode;
+  /** The D-Bus error name systemd (or the bus) answered with, for `CALL_FAILED` and `NOT_A_BUS`. */
+  readonly dbusName: string | null;
+  /** The unit concerned, when there is one. */
+  readonly unit: string | null;
+  /** The unit's last `ActiveState` seen, for `UNIT_FAILED` and a `waitActive` timeout. */
+  readonly activeState: string | null;
+
+  constructor(
+    code: SystemdBusCode,
+    message: string,
+    fields: { dbusName?: string | null; unit?: string | null; activeState?: string | null } = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.code = code;
+    this.dbusName = fields.dbusName ?? null;
+    this.unit = fields.unit ?? null;
+    this.activeState = fields.activeState ?? null;
   }
 }

@@ -18,12 +18,19 @@ export type {
 } from './detect.js';
 export { ARGS_VARIABLES, detectLayout, UNIT_DIRS } from './detect.js';
 export { EditError } from './edit.js';
-export type { HostFileCode, LayoutCode, PlanCode, TransactionCode } from './errors.js';
+export type {
+  HostFileCode,
+  LayoutCode,
+  PlanCode,
+  SystemdBusCode,
+  TransactionCode,
+} from './errors.js';
 export {
   HostFileError,
   KubeletPatchError,
   LayoutError,
   PlanError,
+  SystemdBusError,
   TransactionError,
 } from './errors.js';
 export { healthzUrl, KUBELET_HEALTHZ, waitHealthy } from './health.js';
@@ -36,6 +43,8 @@ export type { KubeletBinary, VersionRunner } from './kubelet-version.js';
 export { runKubeletVersion } from './kubelet-version.js';
 export type { FileChange, PatchMode, Plan } from './plan.js';
 export { renderDiff } from './plan.js';
+export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
+export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';
 export {
   CONFIG_DROP_IN,
   endpointSocket,
@@ -45,10 +54,16 @@ export {
   UNIT_DROP_IN,
 } from './plan-image-service.js';
 export type {
+  ConnectSystemdOptions,
+  JobOptions,
+  JobResult,
+  SystemdClient,
+  WaitActiveOptions,
+} from './systemd.js';
+export { connectSystemd, unitObjectPath } from './systemd.js';
+export type {
   StateRecord,
   SystemdControl,
   TransactionResult,
 } from './transaction.js';
 export { readState } from './transaction.js';
-export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
-export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';

@@ -23,7 +23,13 @@ describe('README', () => {
   });
 
   it('has an example calling each entry point', () => {
-    for (const name of ['detectLayout', 'inspectKubeletConfig', 'inspectContainerdConfig']) {
+    for (const name of [
+      'detectLayout',
+      'inspectKubeletConfig',
+      'inspectContainerdConfig',
+      'connectSystemd',
+      'unitObjectPath',
+    ]) {
       expect(readme, name).toMatch(new RegExp(`\`\`\`ts[^\`]*\\b${name}\\(`));
     }
   });
