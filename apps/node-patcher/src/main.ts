@@ -1,35 +1,88 @@
 #!/usr/bin/env node
 /**
- * node-patcher: reads kubelet's configuration on a node from a privileged DaemonSet pod that
- * mounts the host's root filesystem. This slice has `detect`; the logic is in
- * @org/kubelet-patch.
+ * node-patcher: switches kubelet on a node over to the image service (or containerd mirrors, or
+ * a credential-provider plugin) from a privileged DaemonSet pod that mounts the host's root
+ * filesystem, safely, and back. Argument parsing and wiring only; the logic is in
+ * @org/kubelet-patch, the CRI check in @org/cri-image-service.
  */
-import { statSync } from 'node:fs';
-import { detectLayout, KubeletPatchError } from '@org/kubelet-patch';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkImageService } from '@org/cri-image-service';
+import {
+  type ApplyOptions,
+  applyToNode,
+  connectSystemd,
+  detectLayout,
+  healthzUrl,
+  KUBELET_HEALTHZ,
+  KubeletPatchError,
+  type NodeOptions,
+  type PatchMode,
+  revertNode,
+  type SystemdControl,
+  waitHealthy,
+} from '@org/kubelet-patch';
 
 const USAGE = `usage: node-patcher detect --host-root DIR
+       node-patcher apply  --host-root DIR --mode MODE [options]
+       node-patcher revert --host-root DIR [options]
        node-patcher --help
 
-  detect           prints the kubelet layout of the node whose root filesystem is mounted
-                   at DIR as JSON on stdout: distribution, kubelet version, unit and
-                   drop-ins, env files and the flag variable ExecStart uses, the config
-                   file, a --config-dir directory, credential-provider flags, containerd's
-                   config. Exits 1 with one line on stderr when the node is refused
-                   (Bottlerocket or another immutable host, an unknown layout, a host file
-                   that is unsafe to read: a symlink out of DIR, over 1 MiB).
-  --host-root DIR  where the host's / is mounted (a hostPath volume), e.g. /host
+  detect   prints the kubelet layout of the node whose root filesystem is mounted at DIR as
+           JSON on stdout: distribution, kubelet version, unit and drop-ins, env files and the
+           flag variable ExecStart uses, the config file, a --config-dir directory,
+           credential-provider flags, containerd's config.
+  apply    changes kubelet's configuration for MODE by the least invasive route the node
+           allows, as a transaction: original bytes and a state record saved first, every file
+           written atomically, daemon-reload and a restart of kubelet through systemd's D-Bus
+           API, then a wait for the unit to be active and kubelet's healthz to answer ok; if it
+           does not, the originals are put back and kubelet restarted again (exit 1). Running
+           it again on a patched node changes and restarts nothing; an interrupted earlier run
+           is rolled back first.
+  revert   puts back the original bytes, modes and owners of every file apply changed (a
+           file changed by something else since is left and reported), reloads, restarts
+           kubelet and waits for it.
 
-Exit codes: 0 described, 1 refused, 2 bad arguments.
+  --host-root DIR        where the host's / is mounted (a hostPath volume), e.g. /host
+  --mode MODE            image-service: kubelet's image service is --endpoint
+                         containerd-mirror: containerd sends pulls of --registries to --mirror
+                         (hosts.toml files; no restart where containerd sets config_path)
+  --endpoint URL         unix:///PATH of the image service (a host path, checked at DIR/PATH
+                         with a CRI ImageFsInfo call before anything is written)
+  --mirror URL           containerd-mirror: the registry proxy, https://HOST[:PORT]
+  --registries LIST      containerd-mirror: registries to send there, e.g. gcr.io,docker.io
+  --set-config-path      containerd-mirror: containerd has no registry config_path, so add
+                         config_path = "/etc/containerd/certs.d" and restart containerd
+  --systemd-bus ADDRESS  D-Bus address of systemd, e.g. unix:path=/host/run/dbus/system_bus_socket
+                         (default: that socket under DIR, else systemd's private socket
+                         DIR/run/systemd/private, which is spoken to without a bus daemon)
+  --kubelet-healthz URL  kubelet's health endpoint (default ${KUBELET_HEALTHZ}; the pod needs
+                         hostNetwork)
+  --timeout SECONDS      for the restart and for kubelet to turn healthy (default 120)
+  --state-dir PATH       host path of the state record and saved originals
+                         (default /var/lib/node-patcher)
+  --dry-run              apply: print the diff and the route taken, touch nothing
+
+Exit codes: 0 done (or nothing to do), 1 refused or rolled back, 2 bad arguments.
 `;
 
-const COMMANDS = ['detect'] as const;
-type Command = (typeof COMMANDS)[number];
-const FLAGS: Record<Command, readonly string[]> = { detect: ['--host-root'] };
-
-/** One line on stderr, then the exit code (set, not forced, so stdout drains first). */
-function fail(message: string, code: 1 | 2): never {
-  throw new Exit(code, message);
-}
+const COMMON = ['--host-root', '--systemd-bus', '--kubelet-healthz', '--timeout', '--state-dir'];
+const FLAGS = {
+  detect: ['--host-root'],
+  apply: [
+    ...COMMON,
+    '--mode',
+    '--endpoint',
+    '--mirror',
+    '--registries',
+    '--set-config-path',
+    '--dry-run',
+  ],
+  revert: COMMON,
+} as const;
+type Command = keyof typeof FLAGS;
+const BOOLEAN = new Set(['--dry-run', '--set-config-path']);
+const MODES: readonly PatchMode[] = ['image-service', 'containerd-mirror'];
 
 class Exit extends Error {
   constructor(
@@ -40,13 +93,20 @@ class Exit extends Error {
   }
 }
 
-function parseArgs(argv: readonly string[]): { command: Command; hostRoot: string } | 'help' {
+/** One line on stderr, then the exit code (set, not forced, so stdout drains first). */
+function fail(message: string, code: 1 | 2): never {
+  throw new Exit(code, message);
+}
+
+function parseArgs(
+  argv: readonly string[],
+): { command: Command; flags: Map<string, string>; hostRoot: string } | 'help' {
   if (argv.some((a) => a === '--help' || a === '-h') || argv[0] === 'help') return 'help';
   const [command, ...rest] = argv;
   if (command === undefined) fail('no command; try node-patcher --help', 2);
-  if (!(COMMANDS as readonly string[]).includes(command))
+  if (!Object.hasOwn(FLAGS, command))
     fail(`unknown command ${JSON.stringify(command)}; try node-patcher --help`, 2);
-  const known = FLAGS[command as Command];
+  const known: readonly string[] = FLAGS[command as Command];
   const flags = new Map<string, string>();
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i] as string;
@@ -55,6 +115,11 @@ function parseArgs(argv: readonly string[]): { command: Command; hostRoot: strin
     if (!known.includes(flag))
       fail(`unknown option ${JSON.stringify(arg)} for ${command}; try node-patcher --help`, 2);
     if (flags.has(flag)) fail(`${flag} is given twice`, 2);
+    if (BOOLEAN.has(flag)) {
+      if (eq !== -1) fail(`${flag} takes no value`, 2);
+      flags.set(flag, 'true');
+      continue;
+    }
     const value = eq === -1 ? rest[++i] : arg.slice(eq + 1);
     if (value === undefined || value === '') fail(`${flag} needs a value`, 2);
     flags.set(flag, value);
@@ -68,7 +133,49 @@ function parseArgs(argv: readonly string[]): { command: Command; hostRoot: strin
     // reported below
   }
   if (!isDir) fail(`--host-root ${JSON.stringify(hostRoot)} is not a directory`, 2);
-  return { command: command as Command, hostRoot };
+  return { command: command as Command, flags, hostRoot };
+}
+
+/** The D-Bus address to reach systemd, and whether it is PID 1's peer-to-peer socket. */
+function systemdAddress(
+  flags: Map<string, string>,
+  hostRoot: string,
+): { address: string; peer: boolean } {
+  const given = flags.get('--systemd-bus');
+  if (given !== undefined) {
+    if (!given.startsWith('unix:path=/') && !given.startsWith('/'))
+      fail(`--systemd-bus must be unix:path=/PATH, got ${JSON.stringify(given.slice(0, 80))}`, 2);
+    return { address: given, peer: /\/systemd\/private$/.test(given) };
+  }
+  const bus = join(hostRoot, 'run/dbus/system_bus_socket');
+  if (existsSync(bus)) return { address: `unix:path=${bus}`, peer: false };
+  return { address: `unix:path=${join(hostRoot, 'run/systemd/private')}`, peer: true };
+}
+
+function nodeOptions(flags: Map<string, string>, hostRoot: string): NodeOptions {
+  const seconds = Number(flags.get('--timeout') ?? '120');
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
+    fail('--timeout must be a whole number of seconds from 1 to 3600', 2);
+  let healthz: URL;
+  try {
+    healthz = healthzUrl(flags.get('--kubelet-healthz') ?? KUBELET_HEALTHZ);
+  } catch (err) {
+    fail((err as Error).message, 2);
+  }
+  const stateDir = flags.get('--state-dir');
+  if (stateDir !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(stateDir))
+    fail('--state-dir must be an absolute host path of letters, digits and ._/-', 2);
+  const { address, peer } = systemdAddress(flags, hostRoot);
+  const timeoutMs = seconds * 1000;
+  return {
+    hostRoot,
+    ...(stateDir ? { stateDir } : {}),
+    restartTimeoutMs: timeoutMs,
+    connectSystemd: async (): Promise<SystemdControl> =>
+      connectSystemd(address, { peer, timeoutMs: 10_000 }),
+    waitHealthy: () => waitHealthy(healthz, { timeoutMs }),
+    log: (line) => process.stderr.write(`node-patcher: ${line.replaceAll('\n', ' ')}\n`),
+  };
 }
 
 async function main(): Promise<void> {
@@ -77,12 +184,63 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const { hostRoot } = args;
+  const { command, flags, hostRoot } = args;
   try {
-    const layout = await detectLayout(hostRoot);
-    process.stdout.write(`${JSON.stringify(layout, null, 2)}\n`);
+    if (command === 'detect') {
+      const layout = await detectLayout(hostRoot);
+      process.stdout.write(`${JSON.stringify(layout, null, 2)}\n`);
+      return;
+    }
+    const node = nodeOptions(flags, hostRoot);
+    if (command === 'revert') {
+      const out = await revertNode(node);
+      for (const n of out.notes) node.log?.(n);
+      process.stdout.write(
+        out.changed.length === 0
+          ? 'nothing to revert\n'
+          : `reverted ${out.changed.length} file(s); restarted ${out.restarted.join(', ') || 'nothing'}\n`,
+      );
+      return;
+    }
+    const mode = flags.get('--mode');
+    if (mode === undefined) fail(`--mode is required: ${MODES.join(' or ')}`, 2);
+    if (!(MODES as readonly string[]).includes(mode))
+      fail(
+        `--mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode.slice(0, 40))}`,
+        2,
+      );
+    const endpoint = flags.get('--endpoint');
+    if (mode === 'image-service' && endpoint === undefined)
+      fail('--mode image-service needs --endpoint unix:///PATH', 2);
+    const mirror = flags.get('--mirror');
+    const registries = flags.get('--registries')?.split(',');
+    if (mode === 'containerd-mirror' && (mirror === undefined || registries === undefined))
+      fail('--mode containerd-mirror needs --mirror URL and --registries LIST', 2);
+    const options: ApplyOptions = {
+      ...node,
+      mode: mode as PatchMode,
+      ...(endpoint ? { endpoint } : {}),
+      ...(mirror ? { mirror } : {}),
+      ...(registries ? { registries } : {}),
+      setConfigPath: flags.has('--set-config-path'),
+      dryRun: flags.has('--dry-run'),
+      checkEndpoint: (socket) => checkImageService(socket, { timeoutMs: 10_000 }),
+    };
+    const out = await applyToNode(options);
+    if (options.dryRun) {
+      for (const n of out.plan.notes) process.stdout.write(`# ${n}\n`);
+      process.stdout.write(out.diff === '' ? '# nothing to change\n' : out.diff);
+      return;
+    }
+    const result = out.result;
+    process.stdout.write(
+      !result || result.changed.length === 0
+        ? 'already applied: nothing changed, nothing restarted\n'
+        : `applied ${mode}: ${result.changed.length} file(s) written; restarted ${result.restarted.join(', ') || 'nothing'}\n`,
+    );
   } catch (err) {
     if (err instanceof KubeletPatchError) fail(err.message, 1);
+    if (err instanceof TypeError) fail(err.message, 2);
     throw err;
   }
 }

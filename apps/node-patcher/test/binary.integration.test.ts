@@ -93,8 +93,31 @@ describe('node-patcher detect (the built binary)', () => {
 
   it.each([
     [[], 'no command; try node-patcher --help'],
-    [['apply', '--host-root', '/'], 'unknown command "apply"'],
-    [['revert', '--host-root', '/'], 'unknown command "revert"'],
+    [['patch', '--host-root', '/'], 'unknown command "patch"'],
+    [['apply', '--host-root', '/'], '--mode is required: image-service or containerd-mirror'],
+    [['apply', '--host-root', '/', '--mode', 'sed'], '--mode must be one of'],
+    [
+      ['apply', '--host-root', '/', '--mode', 'image-service'],
+      '--mode image-service needs --endpoint',
+    ],
+    [['apply', '--host-root', '/', '--dry-run=yes'], '--dry-run takes no value'],
+    [
+      ['apply', '--host-root', '/', '--mode', 'containerd-mirror', '--mirror', 'https://p'],
+      '--mode containerd-mirror needs --mirror URL and --registries LIST',
+    ],
+    [['revert', '--host-root', '/', '--timeout', '0'], '--timeout must be a whole number'],
+    [
+      ['revert', '--host-root', '/', '--kubelet-healthz', 'https://u:p@x/'],
+      '--kubelet-healthz must be an http:// URL',
+    ],
+    [
+      ['revert', '--host-root', '/', '--systemd-bus', 'tcp:host=x'],
+      '--systemd-bus must be unix:path=/PATH',
+    ],
+    [
+      ['revert', '--host-root', '/', '--state-dir', 'rel/x'],
+      '--state-dir must be an absolute host path',
+    ],
     [['detect'], '--host-root DIR is required'],
     [['detect', '--host-root'], '--host-root needs a value'],
     [['detect', '--host-root='], '--host-root needs a value'],
@@ -111,11 +134,12 @@ describe('node-patcher detect (the built binary)', () => {
     expectOneLine(stderr, message);
   });
 
-  it('prints usage for --help, naming only the commands it has', async () => {
+  it('prints usage for --help, naming its commands and modes', async () => {
     const { code, stdout, stderr } = await run(['--help']);
     expect(code).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toMatch(/^usage: node-patcher detect --host-root DIR\n/);
-    expect(stdout).not.toMatch(/apply|revert/);
+    expect(stdout).toMatch(/node-patcher apply {2}--host-root DIR --mode MODE/);
+    expect(stdout).toMatch(/node-patcher revert --host-root DIR/);
   });
 });

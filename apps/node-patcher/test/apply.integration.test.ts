@@ -1,0 +1,400 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { CriBackend, createImageServiceServer, listenUnix, shutdown } from '@org/cri-image-service';
+import { RegistryAuth } from '@org/registry-auth';
+import {
+  type Containerd,
+  type SystemdStandIn,
+  startContainerd,
+  startSystemdBus,
+  startSystemdPrivateSocket,
+} from '@org/tools/stand-ins';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The node patcher as its real binary against a node made of real parts where they exist: a
+ * fixture host tree, systemd's D-Bus API served on a private dbus-daemon (or peer-to-peer, as
+ * PID 1's private socket), the image service (@org/cri-image-service) on the host-root socket
+ * in front of a real containerd, and a kubelet healthz whose answer depends on what "kubelet"
+ * read from the host files at its last restart.
+ */
+
+const main = join(import.meta.dirname, '..', 'dist', 'main.js');
+const fixtures = join(
+  import.meta.dirname,
+  '..',
+  '..',
+  '..',
+  'packages',
+  'kubelet-patch',
+  'test',
+  'fixtures',
+);
+const SOCKET = '/run/kubelet-image-service/cri.sock';
+const ENDPOINT = `unix://${SOCKET}`;
+const CONFIG = '/var/lib/kubelet/config.yaml';
+
+const scratch = mkdtempSync(join(tmpdir(), 'np-'));
+let containerd: Containerd;
+beforeAll(async () => {
+  containerd = await startContainerd();
+}, 60_000);
+afterAll(async () => {
+  await containerd?.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+let copies = 0;
+function hostRoot(fixture = 'kubeadm-deb'): string {
+  const root = join(scratch, `${copies++}`);
+  cpSync(join(fixtures, fixture), root, { recursive: true, verbatimSymlinks: true });
+  return root;
+}
+
+/** The image service, serving on the host-root socket, forwarding to the real containerd. */
+async function imageService(root: string): Promise<grpc.Server> {
+  mkdirSync(join(root, 'run/kubelet-image-service'), { recursive: true });
+  const server = createImageServiceServer({
+    backend: new CriBackend(`unix://${containerd.socket}`),
+    rules: [],
+    auth: new RegistryAuth(),
+  });
+  await listenUnix(server, `unix://${join(root, SOCKET)}`);
+  cleanups.push(() => shutdown(server, 1000));
+  return server;
+}
+
+/**
+ * kubelet as the patcher sees it: the systemd stand-in's restart hook records what kubelet
+ * would read (its config file at that moment) and the healthz answers from that.
+ */
+interface Node {
+  readonly root: string;
+  readonly systemd: SystemdStandIn;
+  readonly healthz: string;
+  /** When true, a kubelet started on the patched config never turns healthy. */
+  breakPatched: boolean;
+  /** What kubelet read at each restart: 'patched' or 'original'. */
+  readonly starts: string[];
+}
+
+async function node(
+  root: string,
+  options: { peer?: boolean; config?: string; onRestart?: (n: number) => void } = {},
+): Promise<Node> {
+  const config = options.config ?? CONFIG;
+  const socketPath = options.peer
+    ? join(root, 'run/systemd/private')
+    : join(root, 'run/dbus/system_bus_socket');
+  const systemd = options.peer
+    ? await startSystemdPrivateSocket({ socketPath })
+    : await startSystemdBus({ socketPath });
+  cleanups.push(() => systemd.close());
+  const state: { healthy: boolean } = { healthy: true };
+  const n: Node = {
+    root,
+    systemd,
+    healthz: '',
+    breakPatched: false,
+    starts: [],
+  };
+  systemd.onRestart = (unit) => {
+    if (unit !== 'kubelet.service') return 'active';
+    const patched = readFileSync(join(root, config), 'utf8').includes(ENDPOINT);
+    n.starts.push(patched ? 'patched' : 'original');
+    state.healthy = !(patched && n.breakPatched);
+    options.onRestart?.(n.starts.length);
+    return 'active';
+  };
+  const server: Server = createServer((_req, res) => {
+    if (state.healthy) res.end('ok');
+    else res.writeHead(500).end('[-]runtime failed: image service');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  const { port } = server.address() as AddressInfo;
+  return Object.assign(n, { healthz: `http://127.0.0.1:${port}/healthz` });
+}
+
+interface Run {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the built binary; `started` gets the child so a test can kill it. */
+function run(args: string[], started?: (child: ChildProcess) => void): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    started?.(child);
+  });
+}
+
+function applyArgs(n: Node, extra: string[] = []): string[] {
+  return [
+    'apply',
+    '--host-root',
+    n.root,
+    '--mode',
+    'image-service',
+    '--endpoint',
+    ENDPOINT,
+    '--systemd-bus',
+    n.systemd.address,
+    '--kubelet-healthz',
+    n.healthz,
+    '--timeout',
+    '8',
+    ...extra,
+  ];
+}
+
+function revertArgs(n: Node): string[] {
+  return [
+    'revert',
+    '--host-root',
+    n.root,
+    '--systemd-bus',
+    n.systemd.address,
+    '--kubelet-healthz',
+    n.healthz,
+    '--timeout',
+    '8',
+  ];
+}
+
+/** Files, modes, owners and digests under the host root (sockets and the run dir skipped). */
+function snapshot(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string, rel: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      const key = `${rel}/${name}`;
+      if (key === '/run') continue;
+      const st = lstatSync(path);
+      const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+      if (st.isSymbolicLink()) out[key] = `link ${readlinkSync(path)}`;
+      else if (st.isDirectory()) {
+        out[key] = `dir ${meta}`;
+        walk(path, key);
+      } else
+        out[key] = `file ${meta} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+const systemdCalls = (n: Node) =>
+  n.systemd.calls
+    .filter((c) => ['Reload', 'RestartUnit'].includes(c.method))
+    .map((c) =>
+      c.method === 'Reload' ? 'Reload' : `RestartUnit ${String(c.args[0])} ${String(c.args[1])}`,
+    );
+
+describe('node-patcher apply / revert, real binary, real D-Bus', () => {
+  it('switches kubelet over, is a no-op the second time, and reverts byte for byte', async () => {
+    const root = hostRoot();
+    await imageService(root);
+    const n = await node(root);
+    const before = snapshot(root);
+
+    const dry = await run(applyArgs(n, ['--dry-run']));
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`+imageServiceEndpoint: "${ENDPOINT}"`);
+    expect(snapshot(root)).toEqual(before);
+    expect(systemdCalls(n)).toEqual([]);
+
+    const first = await run(applyArgs(n));
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(
+      /^applied image-service: \d+ file\(s\) written; restarted kubelet.service\n$/,
+    );
+    expect(systemdCalls(n)).toEqual(['Reload', 'RestartUnit kubelet.service replace']);
+    expect(n.starts).toEqual(['patched']);
+    expect(readFileSync(join(root, CONFIG), 'utf8')).toContain(ENDPOINT);
+
+    const second = await run(applyArgs(n));
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toBe('already applied: nothing changed, nothing restarted\n');
+    expect(systemdCalls(n)).toHaveLength(2);
+
+    const reverted = await run(revertArgs(n));
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(systemdCalls(n)).toEqual([
+      'Reload',
+      'RestartUnit kubelet.service replace',
+      'Reload',
+      'RestartUnit kubelet.service replace',
+    ]);
+    expect(n.starts).toEqual(['patched', 'original']);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  it('speaks to systemd peer-to-peer on its private socket when no bus daemon runs', async () => {
+    const root = hostRoot('gke-cos');
+    await imageService(root);
+    const n = await node(root, { peer: true, config: '/home/kubernetes/kubelet-config.yaml' });
+    // No --systemd-bus: the default finds no system bus socket and falls back to the private one.
+    const args = applyArgs(n).filter(
+      (a, i, all) => a !== '--systemd-bus' && all[i - 1] !== '--systemd-bus',
+    );
+    const out = await run(args);
+    expect(out.code, out.stderr).toBe(0);
+    expect(systemdCalls(n)).toEqual(['Reload', 'RestartUnit kubelet.service replace']);
+  });
+
+  it('kubelet does not come back healthy: rolled back, restarted twice, original files back, exit 1', async () => {
+    const root = hostRoot();
+    await imageService(root);
+    const n = await node(root);
+    n.breakPatched = true;
+    const before = snapshot(root);
+    const out = await run(applyArgs(n));
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(
+      /node-patcher: .*healthz .* did not answer ok .*; the original files are back/,
+    );
+    expect(systemdCalls(n)).toEqual([
+      'Reload',
+      'RestartUnit kubelet.service replace',
+      'Reload',
+      'RestartUnit kubelet.service replace',
+    ]);
+    expect(n.starts).toEqual(['patched', 'original']);
+    expect(snapshot(root)).toEqual(before);
+  }, 30_000);
+
+  it('D-Bus unreachable: refused, nothing written', async () => {
+    const root = hostRoot();
+    await imageService(root);
+    const n = await node(root);
+    const before = snapshot(root);
+    const args = applyArgs(n).map((a) =>
+      a === n.systemd.address ? `unix:path=${join(root, 'run/nobody')}` : a,
+    );
+    const out = await run(args);
+    expect(out.code, out.stderr).toBe(1);
+    expect(out.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      /^node-patcher: cannot reach systemd over D-Bus \(.*ENOENT.*\); nothing was changed$/,
+    );
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  it('the image service is not answering: refused, nothing written, nothing restarted', async () => {
+    const root = hostRoot();
+    const n = await node(root);
+    const before = snapshot(root);
+    const absent = await run(applyArgs(n));
+    expect(absent.code).toBe(1);
+    expect(absent.stderr).toMatch(/does not exist on the host.*nothing was changed/);
+    // A socket that accepts connections but is no CRI service.
+    mkdirSync(join(root, 'run/kubelet-image-service'), { recursive: true });
+    const sockets = new Set<Socket>();
+    const impostor = createNetServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+    await new Promise<void>((r) => impostor.listen(join(root, SOCKET), r));
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+      impostor.close();
+    });
+    const dead = await run(applyArgs(n));
+    expect(dead.code).toBe(1);
+    expect(dead.stderr).toMatch(/does not answer a CRI ImageService call.*nothing was changed/);
+    expect(systemdCalls(n)).toEqual([]);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  it('killed between writing and restarting: the next run rolls back from the state record and converges', async () => {
+    const root = hostRoot();
+    await imageService(root);
+    const before = snapshot(root);
+    let child: ChildProcess | undefined;
+    const n = await node(root);
+    // Kill the patcher the moment systemd is asked to reload: files written, no restart yet.
+    const reload = n.systemd.calls.push.bind(n.systemd.calls);
+    n.systemd.calls.push = (...calls) => {
+      const r = reload(...calls);
+      if (calls.some((c) => c.method === 'Reload') && child) {
+        child.kill('SIGKILL');
+        child = undefined;
+      }
+      return r;
+    };
+    const killed = await run(applyArgs(n), (c) => {
+      child = c;
+    });
+    expect(killed.signal).toBe('SIGKILL');
+    const state = JSON.parse(readFileSync(join(root, 'var/lib/node-patcher/state.json'), 'utf8'));
+    expect(state.phase).toBe('written');
+    expect(readFileSync(join(root, CONFIG), 'utf8')).toContain(ENDPOINT);
+
+    const next = await run(applyArgs(n));
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/an earlier run stopped while written: rolling back/);
+    expect(n.starts).toEqual(['original', 'patched']);
+    expect(
+      JSON.parse(readFileSync(join(root, 'var/lib/node-patcher/state.json'), 'utf8')).phase,
+    ).toBe('applied');
+
+    const reverted = await run(revertArgs(n));
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(snapshot(root)).toEqual(before);
+    expect(existsSync(join(root, 'var/lib/node-patcher'))).toBe(false);
+  }, 30_000);
+});
+
+describe('node-patcher apply --mode containerd-mirror, real binary', () => {
+  it('writes hosts.toml files and reverts them without systemd (nothing restarts)', async () => {
+    const root = hostRoot('gke-ubuntu');
+    const before = snapshot(root);
+    const args = ['--host-root', root, '--systemd-bus', `unix:path=${join(root, 'run/nobody')}`];
+    const out = await run([
+      'apply',
+      ...args,
+      '--mode',
+      'containerd-mirror',
+      '--mirror',
+      'https://registry-proxy.example.com',
+      '--registries',
+      'gcr.io,docker.io',
+    ]);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toBe('applied containerd-mirror: 2 file(s) written; restarted nothing\n');
+    const hosts = readFileSync(join(root, 'etc/containerd/hosts.d/gcr.io/hosts.toml'), 'utf8');
+    expect(hosts).toContain('[host."https://registry-proxy.example.com"]');
+    const reverted = await run(['revert', ...args]);
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(snapshot(root)).toEqual(before);
+  });
+});
