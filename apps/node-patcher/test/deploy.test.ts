@@ -428,3 +428,30 @@ describe.each(
     },
   );
 });
+
+describe('README.md (the operator guide)', () => {
+  const readme = readFileSync(join(appDir, 'README.md'), 'utf8');
+
+  it.each(cloudNames)('names the %s manifest and its revert twin', (cloud) => {
+    expect(readme).toContain(`deploy/${cloud}.yaml`);
+    expect(readme).toContain(`deploy/revert-${cloud}.yaml`);
+  });
+
+  it.each(cloudNames)('explains every host path the %s manifest mounts', (cloud) => {
+    for (const path of Object.keys(CLOUDS[cloud].mounts)) expect(readme).toContain(`\`${path}\``);
+  });
+
+  it('gives the revert procedure: delete the apply DaemonSet, apply the revert one, remove it', () => {
+    const steps = [
+      'kubectl -n node-patcher delete daemonset node-patcher',
+      'kubectl apply -f deploy/revert-',
+      'kubectl delete -f deploy/revert-',
+    ].map((step) => readme.indexOf(step));
+    expect(steps.every((at) => at !== -1)).toBe(true);
+    expect([...steps].sort((a, b) => a - b)).toEqual(steps);
+  });
+
+  it("uses the manifests' node label", () => {
+    expect(readme).toContain(`${LABEL}=enabled`);
+  });
+});
