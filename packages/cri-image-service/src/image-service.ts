@@ -500,7 +500,9 @@ export async function waitServing(
           identity,
           identity,
           request,
-          { deadline: Math.min(deadline, Date.now() + 5000) },
+          // At least 250 ms per probe: one cut short by the overall deadline would report our
+          // own DEADLINE_EXCEEDED instead of the service's last real answer.
+          { deadline: Date.now() + Math.min(5000, Math.max(250, deadline - Date.now())) },
           (err, response) => {
             if (err) resolve(`${statusName(err.code)}: ${err.details}`);
             else {
