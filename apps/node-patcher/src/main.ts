@@ -5,8 +5,7 @@
  * filesystem, safely, and back. Argument parsing and wiring only; the logic is in
  * @org/kubelet-patch, the CRI check in @org/cri-image-service.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import { checkImageService } from '@org/cri-image-service';
 import {
   type ApplyOptions,
@@ -20,6 +19,7 @@ import {
   type PatchMode,
   revertNode,
   type SystemdControl,
+  systemdAddressFor,
   waitHealthy,
 } from '@org/kubelet-patch';
 
@@ -136,22 +136,6 @@ function parseArgs(
   return { command: command as Command, flags, hostRoot };
 }
 
-/** The D-Bus address to reach systemd, and whether it is PID 1's peer-to-peer socket. */
-function systemdAddress(
-  flags: Map<string, string>,
-  hostRoot: string,
-): { address: string; peer: boolean } {
-  const given = flags.get('--systemd-bus');
-  if (given !== undefined) {
-    if (!given.startsWith('unix:path=/') && !given.startsWith('/'))
-      fail(`--systemd-bus must be unix:path=/PATH, got ${JSON.stringify(given.slice(0, 80))}`, 2);
-    return { address: given, peer: /\/systemd\/private$/.test(given) };
-  }
-  const bus = join(hostRoot, 'run/dbus/system_bus_socket');
-  if (existsSync(bus)) return { address: `unix:path=${bus}`, peer: false };
-  return { address: `unix:path=${join(hostRoot, 'run/systemd/private')}`, peer: true };
-}
-
 function nodeOptions(flags: Map<string, string>, hostRoot: string): NodeOptions {
   const seconds = Number(flags.get('--timeout') ?? '120');
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
@@ -165,7 +149,7 @@ function nodeOptions(flags: Map<string, string>, hostRoot: string): NodeOptions 
   const stateDir = flags.get('--state-dir');
   if (stateDir !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(stateDir))
     fail('--state-dir must be an absolute host path of letters, digits and ._/-', 2);
-  const { address, peer } = systemdAddress(flags, hostRoot);
+  const { address, peer } = systemdAddressFor(hostRoot, flags.get('--systemd-bus'));
   const timeoutMs = seconds * 1000;
   return {
     hostRoot,

@@ -17,7 +17,7 @@ export interface ContainerdConfigFacts {
 }
 
 /** The plugin table that holds `registry` in each config version (containerd docs/cri/config.md). */
-const REGISTRY_PLUGIN: Record<number, string> = {
+export const REGISTRY_PLUGIN: Readonly<Record<number, string>> = {
   1: 'cri',
   2: 'io.containerd.grpc.v1.cri',
   3: 'io.containerd.cri.v1.images',

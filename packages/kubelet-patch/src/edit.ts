@@ -149,7 +149,11 @@ export function withFlags(
   return out;
 }
 
-/** Splits a flag variable's value into words the way systemd splits an unquoted `$VAR`. */
+/**
+ * Splits a flag variable's value into whitespace-separated tokens, quotes kept as written (not
+ * `splitWords`, which removes them): joined again with spaces, every token the patcher did not
+ * change reads back exactly as before.
+ */
 export function splitValue(value: string): string[] {
   return value.split(/[ \t\n]+/).filter((w) => w !== '');
 }

@@ -60,7 +60,7 @@ export type {
   SystemdClient,
   WaitActiveOptions,
 } from './systemd.js';
-export { connectSystemd, unitObjectPath } from './systemd.js';
+export { connectSystemd, systemdAddressFor, unitObjectPath } from './systemd.js';
 export type {
   StateRecord,
   SystemdControl,

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parse } from 'smol-toml';
+import { REGISTRY_PLUGIN } from './containerd-config.js';
 import type { KubeletLayout } from './detect.js';
 import { PlanError } from './errors.js';
 import type { HostRoot } from './host-root.js';
@@ -140,14 +141,12 @@ function configPathChange(host: HostRoot, path: string, version: number): FileCh
   const file = host.readBytes(path);
   if (file === null) throw new PlanError('CONFIG_INVALID', `${path} vanished`);
   const text = file.bytes.toString('utf8');
-  const plugin =
-    version === 3
-      ? "'io.containerd.cri.v1.images'"
-      : version === 2
-        ? '"io.containerd.grpc.v1.cri"'
-        : 'cri';
+  // The registry table's plugin name, as a TOML key: quoted where it has dots.
+  const pluginName = REGISTRY_PLUGIN[version] ?? 'cri';
+  const plugin = pluginName.includes('.') ? JSON.stringify(pluginName) : pluginName;
+  const escaped = pluginName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const header = new RegExp(
-    `^[ \\t]*\\[plugins\\.${plugin.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.registry\\][ \\t]*$`,
+    `^[ \\t]*\\[plugins\\.(?:"${escaped}"|'${escaped}'|${escaped})\\.registry\\][ \\t]*$`,
     'm',
   );
   const line = `config_path = ${JSON.stringify(DEFAULT_CONFIG_PATH)}`;
@@ -177,7 +176,6 @@ function configPathChange(host: HostRoot, path: string, version: number): FileCh
       `${path}: adding config_path would not parse (${(err as Error).message.split('\n')[0]}); nothing was changed`,
     );
   }
-  const pluginName = version === 1 ? 'cri' : plugin.slice(1, -1);
   const want = structuredClone(before);
   const plugins = (want.plugins ?? {}) as Record<string, Record<string, unknown>>;
   want.plugins = plugins;

@@ -234,14 +234,9 @@ export function flagRoute(
       `kubelet's ExecStart= (${layout.unit.execStartIn}) uses none of the flag variables the patcher knows; nothing was changed`,
     );
   const envFiles = new Set(layout.unit.environmentFiles.map((f) => f.path));
-  const ours = (v: { definedIn: string | null }) => v.definedIn === UNIT_DROP_IN;
   // A variable that already carries one of the flags must be the one changed.
   const carrying = variables.find((v) =>
-    Object.keys(flags).some((f) =>
-      layout.kubelet.args.some((a) => a === `--${f}` || a.startsWith(`--${f}=`)),
-    )
-      ? variableHas(layout, host, v.name, v.definedIn, Object.keys(flags))
-      : false,
+    variableHas(layout, host, v.name, v.definedIn, Object.keys(flags)),
   );
   const chosen =
     carrying ??
@@ -272,8 +267,7 @@ export function flagRoute(
   }
   // Defined in the unit or a drop-in (or nowhere): our drop-in, after the others, wins.
   const files = [layout.unit.path, ...layout.unit.dropIns].filter((f) => f !== UNIT_DROP_IN);
-  const value =
-    ours(chosen) || chosen.definedIn !== null ? unitValue(host, files, chosen.name) : '';
+  const value = chosen.definedIn !== null ? unitValue(host, files, chosen.name) : '';
   let line: string;
   try {
     line = environmentLine(chosen.name, withFlags(splitValue(value), flags).join(' '));

@@ -1,6 +1,15 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkUnitName, connectSystemd, socketPathOf, unitObjectPath } from './systemd.js';
+import {
+  checkUnitName,
+  connectSystemd,
+  socketPathOf,
+  systemdAddressFor,
+  unitObjectPath,
+} from './systemd.js';
 
 /** The inverse of the escaping, written from the rule, to show no two names share a path. */
 function unescapeLabel(label: string): Buffer {
@@ -118,5 +127,33 @@ describe('connectSystemd options', () => {
 
   it('refuses another transport before connecting', async () => {
     await expect(connectSystemd('tcp:host=127.0.0.1,port=1')).rejects.toThrow(TypeError);
+  });
+});
+
+describe('systemdAddressFor', () => {
+  it('prefers the given address, then the system bus under the host root, then the private socket', () => {
+    const root = mkdtempSync(join(tmpdir(), 'np-bus-'));
+    try {
+      expect(systemdAddressFor(root, 'unix:path=/host/run/systemd/private')).toEqual({
+        address: 'unix:path=/host/run/systemd/private',
+        peer: true,
+      });
+      expect(systemdAddressFor(root, '/host/run/dbus/system_bus_socket').peer).toBe(false);
+      expect(systemdAddressFor(root)).toEqual({
+        address: `unix:path=${join(root, 'run/systemd/private')}`,
+        peer: true,
+      });
+      mkdirSync(join(root, 'run/dbus'), { recursive: true });
+      writeFileSync(join(root, 'run/dbus/system_bus_socket'), '');
+      expect(systemdAddressFor(root)).toEqual({
+        address: `unix:path=${join(root, 'run/dbus/system_bus_socket')}`,
+        peer: false,
+      });
+      expect(() => systemdAddressFor(root, 'tcp:host=x')).toThrow(
+        /--systemd-bus must be unix:path=\/PATH/,
+      );
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -3,6 +3,8 @@
  * wait for its job, read a unit's ActiveState. Interface reference: org.freedesktop.systemd1(5)
  * ("The Manager Object", "Unit Objects"); sockets and authentication as in go-systemd.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { type DBusConnection, openConnection } from './dbus-connection.js';
 import { quote, SystemdBusError } from './errors.js';
 
@@ -343,6 +345,29 @@ class Client implements SystemdClient {
  * @example
  * unitObjectPath('kubelet.service'); // '/org/freedesktop/systemd1/unit/kubelet_2eservice'
  */
+/**
+ * Where to reach systemd for the host mounted at `hostRoot`: `given` (a `unix:path=/…` address
+ * or an absolute path; peer-to-peer when it is PID 1's `…/systemd/private`), else the host's
+ * system bus `<hostRoot>/run/dbus/system_bus_socket` when it exists, else PID 1's private
+ * socket `<hostRoot>/run/systemd/private`, peer-to-peer. Throws `TypeError` for another
+ * transport.
+ */
+export function systemdAddressFor(
+  hostRoot: string,
+  given?: string,
+): { address: string; peer: boolean } {
+  if (given !== undefined) {
+    if (!given.startsWith('unix:path=/') && !given.startsWith('/'))
+      throw new TypeError(
+        `--systemd-bus must be unix:path=/PATH, got ${JSON.stringify(given.slice(0, 80))}`,
+      );
+    return { address: given, peer: /\/systemd\/private$/.test(given) };
+  }
+  const bus = join(hostRoot, 'run/dbus/system_bus_socket');
+  if (existsSync(bus)) return { address: `unix:path=${bus}`, peer: false };
+  return { address: `unix:path=${join(hostRoot, 'run/systemd/private')}`, peer: true };
+}
+
 export function unitObjectPath(name: string): string {
   const bytes = Buffer.from(name, 'utf8');
   if (bytes.length === 0) return `${UNIT_PATH_PREFIX}_`;

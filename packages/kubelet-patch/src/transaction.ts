@@ -224,8 +224,10 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
     // The new record: a file already tracked keeps its first original unless the node wrote
     // it again since (a regenerated file: what is there now is the new original).
     const files = new Map(tracked);
+    // Each file is read once: what it holds now decides the record and how it is written.
+    const before = new Map(plan.changes.map((c) => [c.path, current(host, c.path)]));
     for (const c of plan.changes) {
-      const now = current(host, c.path);
+      const now = before.get(c.path) ?? null;
       const prev = tracked.get(c.path);
       const keep =
         prev !== undefined &&
@@ -261,7 +263,7 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
     });
     writeState(host, stateDir, record('writing'));
     for (const c of plan.changes) {
-      const now = current(host, c.path);
+      const now = before.get(c.path) ?? null;
       if (c.after === null) host.remove(c.path);
       else
         host.writeAtomic(c.path, c.after, {
