@@ -119,7 +119,9 @@ export type TransactionCode =
   | 'ENDPOINT_DOWN'
   | 'SYSTEMD_UNREACHABLE'
   | 'ROLLED_BACK'
-  | 'REVERT_UNHEALTHY';
+  | 'REVERT_UNHEALTHY'
+  | 'WRITE_FAILED'
+  | 'FAILED_BEFORE';
 
 /** A transaction failed; `code` says at which step, the message what happened to the files. */
 export class TransactionError extends KubeletPatchError {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -16,6 +16,7 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
+  type Stats,
   statSync,
   writeSync,
 } from 'node:fs';
@@ -24,6 +25,21 @@ import { HostFileError, quote } from './errors.js';
 
 /** Largest file read from the host, in bytes (1 MiB). */
 export const MAX_FILE_BYTES = 1024 * 1024;
+
+/** Largest file hashed or copied in streaming (an executable), in bytes (1 GiB). */
+export const MAX_STREAMED_BYTES = 1024 * 1024 * 1024;
+
+/** Bytes read or written per system call when streaming. */
+const CHUNK_BYTES = 1024 * 1024;
+
+/** A host file known by its digest, for files too large to hold in memory. */
+export interface HostDigest extends ResolvedPath {
+  readonly sha256: string;
+  readonly size: number;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+}
 
 /** Most entries listed from one host directory (drop-in dirs hold a handful). */
 export const MAX_DIR_ENTRIES = 256;
@@ -159,6 +175,84 @@ export class HostRoot {
    * the size cap).
    */
   readBytes(hostPath: string): HostBytes | null {
+    return this.withOpenFile(hostPath, (fd, resolved, st) => {
+      if (st.size > this.maxBytes) throw this.tooLarge(hostPath, st.size);
+      // The size can change between fstat and read (a file being written): count as we go.
+      const chunks: Buffer[] = [];
+      let length = 0;
+      for (;;) {
+        const chunk = Buffer.alloc(64 * 1024);
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        length += n;
+        if (length > this.maxBytes) throw this.tooLarge(hostPath, length);
+        chunks.push(chunk.subarray(0, n));
+      }
+      return {
+        hostPath: resolved.hostPath,
+        localPath: resolved.localPath,
+        bytes: Buffer.concat(chunks),
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+      };
+    });
+  }
+
+  /**
+   * The size, mode and owner of a host file, or `null` when it does not exist; like
+   * {@link readBytes} without reading it (and without its size cap).
+   */
+  stat(
+    hostPath: string,
+  ): (ResolvedPath & { size: number; mode: number; uid: number; gid: number }) | null {
+    return this.withOpenFile(hostPath, (_fd, resolved, st) => ({
+      ...resolved,
+      size: st.size,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+    }));
+  }
+
+  /**
+   * The sha256 of a host file read in chunks (an executable too large for {@link readBytes}),
+   * with its mode and owner; `null` when it does not exist. Refused over
+   * {@link MAX_STREAMED_BYTES}.
+   */
+  digest(hostPath: string): HostDigest | null {
+    return this.withOpenFile(hostPath, (fd, resolved, st) => {
+      const hash = createHash('sha256');
+      const chunk = Buffer.alloc(CHUNK_BYTES);
+      let size = 0;
+      for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        size += n;
+        if (size > MAX_STREAMED_BYTES)
+          throw new HostFileError(
+            'FILE_TOO_LARGE',
+            hostPath,
+            `is over the ${MAX_STREAMED_BYTES}-byte cap for streamed files; refused`,
+          );
+        hash.update(chunk.subarray(0, n));
+      }
+      return {
+        ...resolved,
+        sha256: hash.digest('hex'),
+        size,
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+      };
+    });
+  }
+
+  /** Opens a resolved regular file the way {@link readBytes} does and hands it to `use`. */
+  private withOpenFile<T>(
+    hostPath: string,
+    use: (fd: number, resolved: ResolvedPath, st: Stats) => T,
+  ): T | null {
     const resolved = this.resolve(hostPath);
     if (resolved === null) return null;
     let fd: number;
@@ -184,26 +278,7 @@ export class HostRoot {
       if (!st.isFile())
         throw new HostFileError('NOT_A_REGULAR_FILE', hostPath, 'not a regular file; refused');
       this.checkInsideRoot(fd, hostPath);
-      if (st.size > this.maxBytes) throw this.tooLarge(hostPath, st.size);
-      // The size can change between fstat and read (a file being written): count as we go.
-      const chunks: Buffer[] = [];
-      let length = 0;
-      for (;;) {
-        const chunk = Buffer.alloc(64 * 1024);
-        const n = readSync(fd, chunk, 0, chunk.length, null);
-        if (n === 0) break;
-        length += n;
-        if (length > this.maxBytes) throw this.tooLarge(hostPath, length);
-        chunks.push(chunk.subarray(0, n));
-      }
-      return {
-        hostPath: resolved.hostPath,
-        localPath: resolved.localPath,
-        bytes: Buffer.concat(chunks),
-        mode: st.mode & 0o7777,
-        uid: st.uid,
-        gid: st.gid,
-      };
+      return use(fd, resolved, st);
     } finally {
       closeSync(fd);
     }
@@ -282,6 +357,57 @@ export class HostRoot {
     bytes: Uint8Array,
     options: { mode: number; owner?: { uid: number; gid: number } },
   ): void {
+    this.replaceAtomic(hostPath, options, (fd) => {
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    });
+  }
+
+  /**
+   * Replaces a host file atomically, as {@link writeAtomic} does, with a copy of a local file
+   * (an executable too large to hold in memory) made in chunks. The copy's sha256 must be
+   * `sha256`, or nothing is replaced (the source changed since it was planned).
+   */
+  copyAtomic(
+    hostPath: string,
+    source: { localPath: string; sha256: string },
+    options: { mode: number; owner?: { uid: number; gid: number } },
+  ): void {
+    this.replaceAtomic(hostPath, options, (fd) => {
+      const input = openSync(source.localPath, constants.O_RDONLY);
+      try {
+        const hash = createHash('sha256');
+        const chunk = Buffer.alloc(CHUNK_BYTES);
+        let size = 0;
+        for (;;) {
+          const n = readSync(input, chunk, 0, chunk.length, null);
+          if (n === 0) break;
+          size += n;
+          if (size > MAX_STREAMED_BYTES)
+            throw new HostFileError('FILE_TOO_LARGE', hostPath, 'source over the streamed cap');
+          hash.update(chunk.subarray(0, n));
+          let off = 0;
+          while (off < n) off += writeSync(fd, chunk, off, n - off);
+        }
+        const got = hash.digest('hex');
+        if (got !== source.sha256)
+          throw new HostFileError(
+            'WRITE_FAILED',
+            hostPath,
+            `the source ${quote(source.localPath)} changed while copied (sha256 ${got}, planned ${source.sha256}); not replaced`,
+          );
+      } finally {
+        closeSync(input);
+      }
+    });
+  }
+
+  /** The temp-file, fsync, chmod/chown, rename, fsync-directory sequence of the writers. */
+  private replaceAtomic(
+    hostPath: string,
+    options: { mode: number; owner?: { uid: number; gid: number } },
+    fill: (fd: number) => void,
+  ): void {
     const dir = this.ensureDir(posix.dirname(hostPath));
     const target = join(dir.localPath, posix.basename(hostPath));
     const temp = join(
@@ -291,8 +417,7 @@ export class HostRoot {
     try {
       const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       try {
-        let off = 0;
-        while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+        fill(fd);
         fsyncSync(fd);
       } finally {
         closeSync(fd);

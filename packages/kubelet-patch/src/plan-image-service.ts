@@ -13,7 +13,7 @@ import {
 import { parseEnvFile } from './env-file.js';
 import { PlanError } from './errors.js';
 import type { HostRoot } from './host-root.js';
-import { type FileChange, type Plan, plan } from './plan.js';
+import { type Content, type FileChange, isLarge, type Plan, plan } from './plan.js';
 import { parseEnvironmentAssignments, parseUnitFile } from './systemd-unit.js';
 
 /** Where the patcher keeps its state record, original bytes and guard copies on the host. */
@@ -339,10 +339,12 @@ export function guardCopy(stateDir: string, path: string, which: 'on' | 'off'): 
 function guardChanges(
   host: HostRoot,
   change: FileChange,
-  original: Buffer | null,
+  original: Content | null,
   socket: string,
   stateDir: string,
 ): FileChange[] {
+  if (isLarge(original) || isLarge(change.after))
+    throw new Error('unreachable: the guarded file is a small config file');
   for (const p of [change.path, stateDir])
     if (!SAFE_PATH.test(p))
       throw new PlanError('UNSAFE_EDIT', `cannot guard ${show(p)}: unusual characters in the path`);

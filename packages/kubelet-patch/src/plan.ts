@@ -1,16 +1,62 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
 
 /** What `apply` can switch a node to. */
 export type PatchMode = 'image-service' | 'containerd-mirror' | 'credential-provider';
+
+/**
+ * Content too large to hold in memory (an executable the patcher installs): known by its digest
+ * and copied from `localPath` in chunks.
+ */
+export interface LargeContent {
+  readonly sha256: string;
+  readonly size: number;
+  /** The file as this process sees it: the source of a copy, or the host file under the root. */
+  readonly localPath: string;
+}
+
+/** A file's bytes, or a digest of them for a large file. */
+export type Content = Buffer | LargeContent;
+
+/** True for {@link LargeContent}. */
+export function isLarge(content: Content | null): content is LargeContent {
+  return content !== null && !Buffer.isBuffer(content);
+}
+
+/** The sha256 of content, hex. */
+export function contentSha256(content: Content): string {
+  return isLarge(content) ? content.sha256 : createHash('sha256').update(content).digest('hex');
+}
+
+/** A local file (the executable to install) as {@link LargeContent}, hashed in 1 MiB chunks. */
+export function largeContentOf(localPath: string): LargeContent {
+  const fd = openSync(localPath, 'r');
+  try {
+    if (!fstatSync(fd).isFile()) throw new TypeError(`${localPath} is not a regular file`);
+    const hash = createHash('sha256');
+    const chunk = Buffer.alloc(1024 * 1024);
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      size += n;
+      hash.update(chunk.subarray(0, n));
+    }
+    return { sha256: hash.digest('hex'), size, localPath };
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** One file the patch writes, creates or removes; every path is a host path. */
 export interface FileChange {
   /** The canonical host path (symlinks resolved inside the host root). */
   readonly path: string;
   /** The bytes there now, or `null` when the file does not exist. */
-  readonly before: Buffer | null;
+  readonly before: Content | null;
   /** The bytes to leave there, or `null` to remove the file. */
-  readonly after: Buffer | null;
+  readonly after: Content | null;
   /** Permission bits for a file that does not exist yet (an existing file keeps its own). */
   readonly mode: number;
   /** One line for the operator: why this file changes. */
@@ -39,6 +85,11 @@ export interface Plan {
   readonly restart: readonly string[];
   /** Which route the planner took and why, one line each, for the operator. */
   readonly notes: readonly string[];
+  /**
+   * Units whose unit files this plan adds (the image service it installs): a rollback or
+   * `revert` stops them instead of restarting them.
+   */
+  readonly installed: readonly string[];
 }
 
 /** A plan with the changes that would write the same bytes removed. */
@@ -48,6 +99,7 @@ export function plan(fields: {
   reload?: boolean;
   restart: readonly string[];
   notes: readonly string[];
+  installed?: readonly string[];
 }): Plan {
   const changes = fields.changes.filter((c) => !sameBytes(c.before, c.after));
   return {
@@ -56,12 +108,14 @@ export function plan(fields: {
     reload: changes.length > 0 && fields.reload === true,
     restart: fields.restart,
     notes: fields.notes,
+    installed: fields.installed ?? [],
   };
 }
 
 /** True when both are absent or hold the same bytes. */
-export function sameBytes(a: Buffer | null, b: Buffer | null): boolean {
+export function sameBytes(a: Content | null, b: Content | null): boolean {
   if (a === null || b === null) return a === b;
+  if (isLarge(a) || isLarge(b)) return contentSha256(a) === contentSha256(b);
   return a.equals(b);
 }
 
@@ -95,8 +149,9 @@ export function renderDiff(changes: readonly FileChange[]): string {
   return out;
 }
 
-function textOf(bytes: Buffer | null): string | undefined {
+function textOf(bytes: Content | null): string | undefined {
   if (bytes === null) return '';
+  if (isLarge(bytes)) return undefined;
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -104,6 +159,8 @@ function textOf(bytes: Buffer | null): string | undefined {
   }
 }
 
-function describe(bytes: Buffer | null): string {
-  return bytes === null ? 'absent' : `${bytes.length} bytes`;
+function describe(bytes: Content | null): string {
+  if (bytes === null) return 'absent';
+  if (isLarge(bytes)) return `${bytes.size} bytes, sha256 ${bytes.sha256.slice(0, 12)}`;
+  return `${bytes.length} bytes`;
 }

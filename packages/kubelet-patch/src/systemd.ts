@@ -47,6 +47,8 @@ export interface SystemdClient {
   restartUnit(name: string, options?: JobOptions): Promise<JobResult>;
   /** `Manager.StartUnit(name, "replace")`, otherwise as {@link SystemdClient.restartUnit}. */
   startUnit(name: string, options?: JobOptions): Promise<JobResult>;
+  /** `Manager.StopUnit(name, "replace")`, otherwise as {@link SystemdClient.restartUnit}. */
+  stopUnit(name: string, options?: JobOptions): Promise<JobResult>;
   /** The unit's `ActiveState` (`active`, `activating`, `failed`, `inactive`, ...), after `LoadUnit`. */
   activeState(name: string): Promise<string>;
   /** A string property of the unit, e.g. (`org.freedesktop.systemd1.Unit`, `SubState`). */
@@ -135,6 +137,10 @@ class Client implements SystemdClient {
     return this.#job('StartUnit', name, options);
   }
 
+  stopUnit(name: string, options: JobOptions = {}): Promise<JobResult> {
+    return this.#job('StopUnit', name, options);
+  }
+
   activeState(name: string): Promise<string> {
     return this.unitProperty(name, UNIT, 'ActiveState');
   }
@@ -208,7 +214,7 @@ class Client implements SystemdClient {
    * `JobRemoved`) before this process has read the reply naming the job.
    */
   async #job(
-    method: 'RestartUnit' | 'StartUnit',
+    method: 'RestartUnit' | 'StartUnit' | 'StopUnit',
     name: string,
     options: JobOptions,
   ): Promise<JobResult> {
@@ -216,7 +222,7 @@ class Client implements SystemdClient {
     const timeoutMs = positive(
       options.timeoutMs,
       DEFAULT_JOB_TIMEOUT_MS,
-      `${method === 'RestartUnit' ? 'restartUnit' : 'startUnit'}: options.timeoutMs`,
+      `${method.charAt(0).toLowerCase()}${method.slice(1)}: options.timeoutMs`,
     );
     await this.#subscribe();
     const removed = new Map<string, unknown>();

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { PlanError, TransactionError } from './errors.js';
 import type { HostRoot } from './host-root.js';
-import type { PatchMode, Plan } from './plan.js';
+import { contentSha256, type FileChange, isLarge, type PatchMode, type Plan } from './plan.js';
 
 /**
  * The transaction around a plan: the state record and original bytes saved before anything is
@@ -17,6 +17,8 @@ export interface SystemdControl {
   restartUnit(name: string, options: { timeoutMs: number }): Promise<string>;
   /** Resolves once the unit's ActiveState is `active`; rejects on `failed` or at the timeout. */
   waitActive(name: string, options: { timeoutMs: number }): Promise<void>;
+  /** Stops a unit (mode `replace`) and resolves with the job's result. */
+  stopUnit(name: string, options: { timeoutMs: number }): Promise<string>;
   close(): void | Promise<void>;
 }
 
@@ -47,6 +49,8 @@ export interface StateRecord {
   readonly files: readonly FileRecord[];
   /** Directories the patcher created (parents first); `revert` removes them when empty. */
   readonly dirs: readonly string[];
+  /** Units the patcher installed (see `Plan.installed`): rollback and revert stop them. */
+  readonly installed?: readonly string[];
 }
 
 /** What the engine is given. */
@@ -103,8 +107,10 @@ export function readState(host: HostRoot, stateDir: string): StateRecord | null 
     throw bad('unknown phase');
   if (typeof v.reload !== 'boolean') throw bad('reload');
   const unit = /^[A-Za-z0-9:_.@-]{1,255}\.service$/;
-  if (!Array.isArray(v.restart) || !v.restart.every((u) => typeof u === 'string' && unit.test(u)))
-    throw bad('restart');
+  const units = (x: unknown) =>
+    Array.isArray(x) && x.every((u) => typeof u === 'string' && unit.test(u));
+  if (!units(v.restart)) throw bad('restart');
+  if (v.installed !== undefined && !units(v.installed)) throw bad('installed');
   if (!Array.isArray(v.files)) throw bad('files');
   const normal = (p: unknown) =>
     typeof p === 'string' && p.startsWith('/') && posix.normalize(p) === p;
@@ -134,7 +140,18 @@ function writeState(host: HostRoot, stateDir: string, state: StateRecord): void 
   });
 }
 
-function current(host: HostRoot, path: string): { bytes: Buffer; version: Version } | null {
+/**
+ * A file as it is now: its version, and its bytes unless it is larger than the host root reads
+ * whole (an executable the patcher installed), which is hashed in chunks instead.
+ */
+function current(host: HostRoot, path: string): { bytes: Buffer | null; version: Version } | null {
+  const st = host.stat(path);
+  if (st === null) return null;
+  if (st.size > host.maxBytes) {
+    const d = host.digest(path);
+    if (d === null) return null;
+    return { bytes: null, version: { sha256: d.sha256, mode: d.mode, uid: d.uid, gid: d.gid } };
+  }
   const f = host.readBytes(path);
   if (f === null) return null;
   return {
@@ -226,14 +243,29 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
     const files = new Map(tracked);
     // Each file is read once: what it holds now decides the record and how it is written.
     const before = new Map(plan.changes.map((c) => [c.path, current(host, c.path)]));
+    const keeps = (path: string) => {
+      const now = before.get(path) ?? null;
+      const prev = tracked.get(path);
+      return (
+        prev !== undefined &&
+        (now === null ? prev.applied === null : prev.applied?.sha256 === now.version.sha256)
+      );
+    };
+    // A file too large to save (an executable) is only ever replaced when the patcher wrote it.
+    for (const c of plan.changes) {
+      const now = before.get(c.path) ?? null;
+      if (now !== null && now.bytes === null && !keeps(c.path))
+        throw new PlanError(
+          'NOT_OURS',
+          `${c.path} exists and is not the file node-patcher wrote; it is left alone and nothing was changed`,
+        );
+    }
     for (const c of plan.changes) {
       const now = before.get(c.path) ?? null;
       const prev = tracked.get(c.path);
-      const keep =
-        prev !== undefined &&
-        (now === null ? prev.applied === null : prev.applied?.sha256 === now.version.sha256);
+      const keep = keeps(c.path);
       const original = keep ? (prev?.original ?? null) : (now?.version ?? null);
-      if (!keep && now !== null)
+      if (!keep && now?.bytes)
         host.writeAtomic(originalPath(stateDir, now.version.sha256), now.bytes, { mode: 0o600 });
       const mode = now?.version.mode ?? c.mode;
       files.set(c.path, {
@@ -243,7 +275,7 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
           c.after === null
             ? null
             : {
-                sha256: sha256(c.after),
+                sha256: contentSha256(c.after),
                 mode,
                 uid: now?.version.uid ?? 0,
                 gid: now?.version.gid ?? 0,
@@ -252,6 +284,7 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
     }
     const reload = plan.reload || (old?.reload ?? false);
     const restart = [...new Set([...(old?.restart ?? []), ...plan.restart])];
+    const installed = [...new Set([...(old?.installed ?? []), ...plan.installed])];
     const record = (phase: StateRecord['phase']): StateRecord => ({
       version: 1,
       mode: plan.mode,
@@ -260,17 +293,31 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
       restart,
       files: [...files.values()],
       dirs,
+      ...(installed.length > 0 ? { installed } : {}),
     });
     writeState(host, stateDir, record('writing'));
-    for (const c of plan.changes) {
-      const now = before.get(c.path) ?? null;
-      if (c.after === null) host.remove(c.path);
-      else
-        host.writeAtomic(c.path, c.after, {
+    const written: FileChange[] = [];
+    try {
+      for (const c of plan.changes) {
+        const now = before.get(c.path) ?? null;
+        const options = {
           mode: now?.version.mode ?? c.mode,
           ...(now ? { owner: { uid: now.version.uid, gid: now.version.gid } } : {}),
-        });
-      log(`wrote ${c.path} (${c.why})`);
+        };
+        if (c.after === null) host.remove(c.path);
+        else if (isLarge(c.after)) host.copyAtomic(c.path, c.after, options);
+        else host.writeAtomic(c.path, c.after, options);
+        written.push(c);
+        log(`wrote ${c.path} (${c.why})`);
+      }
+    } catch (err) {
+      // Nothing has read the new files yet: put back what was written, no restart needed.
+      undoWrites(ctx, written, before, old, record('writing'));
+      throw new TransactionError(
+        'WRITE_FAILED',
+        `${(err as Error).message}; the files written before it were put back and nothing was restarted`,
+        { cause: err },
+      );
     }
     writeState(host, stateDir, record('written'));
     try {
@@ -302,8 +349,46 @@ const NO_SYSTEMD: SystemdControl = {
   reload: () => Promise.reject(new Error('no systemd connection for a plan without restarts')),
   restartUnit: () => Promise.reject(new Error('no systemd connection for a plan without restarts')),
   waitActive: () => Promise.reject(new Error('no systemd connection for a plan without restarts')),
+  stopUnit: () => Promise.reject(new Error('no systemd connection for a plan without restarts')),
   close: () => {},
 };
+
+/**
+ * After a failed write: every file written so far gets the bytes it had before this run (a
+ * large file cannot be: the patcher's earlier copy stays replaced, and that is logged), and
+ * the state record goes back to what it was (or away, with what this run saved).
+ */
+function undoWrites(
+  ctx: TransactionContext,
+  written: Plan['changes'],
+  before: ReadonlyMap<string, { bytes: Buffer | null; version: Version } | null>,
+  old: StateRecord | null,
+  attempted: StateRecord,
+): void {
+  const { host, stateDir, log } = ctx;
+  for (const c of [...written].reverse()) {
+    const was = before.get(c.path) ?? null;
+    if (was === null) host.remove(c.path);
+    else if (was.bytes === null) log(`left the new ${c.path}: too large to have been kept`);
+    else
+      host.writeAtomic(c.path, was.bytes, {
+        mode: was.version.mode,
+        owner: { uid: was.version.uid, gid: was.version.gid },
+      });
+    log(`put back ${c.path}`);
+  }
+  if (old === null) {
+    dropState(ctx, attempted);
+    return;
+  }
+  writeState(host, stateDir, old);
+  const kept = new Set(old.files.flatMap((f) => (f.original ? [f.original.sha256] : [])));
+  for (const f of attempted.files)
+    if (f.original !== null && !kept.has(f.original.sha256))
+      host.remove(originalPath(stateDir, f.original.sha256));
+  for (const dir of [...attempted.dirs].reverse())
+    if (!old.dirs.includes(dir)) host.removeEmptyDir(dir);
+}
 
 async function connect(ctx: TransactionContext): Promise<SystemdControl> {
   try {
@@ -378,11 +463,38 @@ async function rollBack(
   const { restored } = await restoreFiles(ctx, state);
   if (restored.some(isUnitFile) || state.reload) await systemd.reload();
   try {
-    await restartAll(ctx, systemd, state.restart);
+    await restartAll(ctx, systemd, kept(state));
   } catch (err) {
     ctx.log(`after the rollback: ${(err as Error).message}`);
   }
+  await stopInstalled(ctx, systemd, state);
   dropState(ctx, state);
+}
+
+/** The units to restart on the original files: all but the ones the patcher installed. */
+function kept(state: StateRecord): string[] {
+  return state.restart.filter((u) => !(state.installed ?? []).includes(u));
+}
+
+/**
+ * Stops the units the patcher installed, once kubelet no longer points at them. Their unit
+ * files are gone by now; systemd keeps a running unit loaded until it stops. A failure is
+ * logged, not thrown: the node already runs on its original configuration.
+ */
+async function stopInstalled(
+  ctx: TransactionContext,
+  systemd: SystemdControl,
+  state: StateRecord,
+): Promise<void> {
+  for (const unit of state.installed ?? []) {
+    ctx.log(`stopping ${unit}`);
+    try {
+      const result = await systemd.stopUnit(unit, { timeoutMs: ctx.restartTimeoutMs });
+      if (result !== 'done') ctx.log(`the stop job of ${unit} ended "${result}"`);
+    } catch (err) {
+      ctx.log(`could not stop ${unit}: ${(err as Error).message}`);
+    }
+  }
 }
 
 function dropState(ctx: TransactionContext, state: StateRecord): void {
@@ -424,11 +536,15 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
   if (state === null)
     return { changed: [], restarted: [], notes: ['nothing to revert: no state record'] };
   originalBytes(ctx.host, ctx.stateDir, state);
-  const systemd = state.reload || state.restart.length > 0 ? await connect(ctx) : NO_SYSTEMD;
+  const systemd =
+    state.reload || state.restart.length > 0 || (state.installed ?? []).length > 0
+      ? await connect(ctx)
+      : NO_SYSTEMD;
   try {
     const { restored, left } = await restoreFiles(ctx, state);
     const notes = left.map((p) => `${p} was changed by something else since; left as it is`);
     if (restored.length === 0) {
+      await stopInstalled(ctx, systemd, state);
       dropState(ctx, state);
       return {
         changed: [],
@@ -441,8 +557,9 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
       await systemd.reload();
     }
     try {
-      await restartAll(ctx, systemd, state.restart);
+      await restartAll(ctx, systemd, kept(state));
     } catch (err) {
+      await stopInstalled(ctx, systemd, state);
       dropState(ctx, state);
       throw new TransactionError(
         'REVERT_UNHEALTHY',
@@ -450,8 +567,9 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
         { cause: err },
       );
     }
+    await stopInstalled(ctx, systemd, state);
     dropState(ctx, state);
-    return { changed: restored, restarted: state.restart, notes };
+    return { changed: restored, restarted: kept(state), notes };
   } finally {
     await systemd.close();
   }

@@ -109,6 +109,10 @@ function recorder(options: { unreachable?: boolean; failRestart?: (n: number) =>
           return options.failRestart?.(++restarts) ? 'failed' : 'done';
         },
         waitActive: async () => {},
+        stopUnit: async (name) => {
+          calls.push(`stop ${name}`);
+          return 'done';
+        },
         close: () => {},
       };
     },
