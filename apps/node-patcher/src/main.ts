@@ -6,7 +6,7 @@
  * @org/kubelet-patch, the CRI check in @org/cri-image-service.
  */
 import { statSync } from 'node:fs';
-import { checkImageService } from '@org/cri-image-service';
+import { checkImageService, hostServiceUnit, loadRules, RulesError } from '@org/cri-image-service';
 import {
   type ApplyOptions,
   applyToNode,
@@ -48,7 +48,12 @@ const USAGE = `usage: node-patcher detect --host-root DIR
                          containerd-mirror: containerd sends pulls of --registries to --mirror
                          (hosts.toml files; no restart where containerd sets config_path)
   --endpoint URL         unix:///PATH of the image service (a host path, checked at DIR/PATH
-                         with a CRI ImageFsInfo call before anything is written)
+                         with a CRI ImageFsInfo call before kubelet is switched to it)
+  --install-service FILE image-service: first install FILE (the kubelet-image-service
+                         executable) on the host with --rules, as kubelet-image-service.service
+                         serving --endpoint (a socket in /run/kubelet-image-service/), start it,
+                         and only then switch kubelet; without it the endpoint must answer
+  --rules FILE           the kubelet-image-service rules file to install on the host
   --mirror URL           containerd-mirror: the registry proxy, https://HOST[:PORT]
   --registries LIST      containerd-mirror: registries to send there, e.g. gcr.io,docker.io
   --set-config-path      containerd-mirror: containerd has no registry config_path, so add
@@ -76,6 +81,8 @@ const FLAGS = {
     '--mirror',
     '--registries',
     '--set-config-path',
+    '--install-service',
+    '--rules',
     '--dry-run',
   ],
   revert: COMMON,
@@ -162,6 +169,27 @@ function nodeOptions(flags: Map<string, string>, hostRoot: string): NodeOptions 
   };
 }
 
+function checkRegularFile(flag: string, path: string): void {
+  let ok = false;
+  try {
+    ok = statSync(path).isFile();
+  } catch {
+    // reported below
+  }
+  if (!ok) fail(`${flag} ${JSON.stringify(path)} is not a file`, 2);
+}
+
+/** The rules file must load as kubelet-image-service loads it, or nothing is installed. */
+function checkRules(path: string): void {
+  checkRegularFile('--rules', path);
+  try {
+    loadRules(path);
+  } catch (err) {
+    if (err instanceof RulesError) fail(`--rules: ${err.message}`, 2);
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args === 'help') {
@@ -200,8 +228,19 @@ async function main(): Promise<void> {
     const registries = flags.get('--registries')?.split(',');
     if (mode === 'containerd-mirror' && (mirror === undefined || registries === undefined))
       fail('--mode containerd-mirror needs --mirror URL and --registries LIST', 2);
+    const installService = flags.get('--install-service');
+    const rules = flags.get('--rules');
+    if (installService !== undefined) {
+      if (mode !== 'image-service') fail('--install-service goes with --mode image-service', 2);
+      if (rules === undefined) fail('--install-service needs --rules FILE', 2);
+      checkRegularFile('--install-service', installService);
+      checkRules(rules);
+    }
     const options: ApplyOptions = {
       ...node,
+      ...(installService !== undefined && rules !== undefined
+        ? { installService: { executable: installService, rules, unit: hostServiceUnit } }
+        : {}),
       mode: mode as PatchMode,
       ...(endpoint ? { endpoint } : {}),
       ...(mirror ? { mirror } : {}),
@@ -212,7 +251,8 @@ async function main(): Promise<void> {
     };
     const out = await applyToNode(options);
     if (options.dryRun) {
-      for (const n of out.plan.notes) process.stdout.write(`# ${n}\n`);
+      for (const n of [...(out.install?.notes ?? []), ...out.plan.notes])
+        process.stdout.write(`# ${n}\n`);
       process.stdout.write(out.diff === '' ? '# nothing to change\n' : out.diff);
       return;
     }

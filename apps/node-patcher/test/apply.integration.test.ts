@@ -10,6 +10,8 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
+  writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
@@ -212,6 +214,19 @@ function snapshot(root: string): Record<string, string> {
   return out;
 }
 
+/**
+ * Takes away the failure record a rollback leaves (and the directories made only for it),
+ * returning its reason: everything else must be as it was.
+ */
+function dropFailureRecord(root: string, before: Record<string, string>): string {
+  const failed = join(root, 'var/lib/node-patcher/failed.json');
+  const { reason } = JSON.parse(readFileSync(failed, 'utf8')) as { reason: string };
+  rmSync(failed);
+  for (const dir of ['/var/lib/node-patcher', '/var/lib', '/var'])
+    if (!(dir in before)) rmSync(join(root, dir), { recursive: true });
+  return reason;
+}
+
 const systemdCalls = (n: Node) =>
   n.systemd.calls
     .filter((c) => ['Reload', 'RestartUnit'].includes(c.method))
@@ -256,7 +271,7 @@ describe('node-patcher apply / revert, real binary, real D-Bus', () => {
     ]);
     expect(n.starts).toEqual(['patched', 'original']);
     expect(snapshot(root)).toEqual(before);
-  });
+  }, 30_000);
 
   it('speaks to systemd peer-to-peer on its private socket when no bus daemon runs', async () => {
     const root = hostRoot('gke-cos');
@@ -289,8 +304,27 @@ describe('node-patcher apply / revert, real binary, real D-Bus', () => {
       'RestartUnit kubelet.service replace',
     ]);
     expect(n.starts).toEqual(['patched', 'original']);
+    expect(dropFailureRecord(root, before)).toMatch(/healthz/);
     expect(snapshot(root)).toEqual(before);
-  }, 30_000);
+    const failed = join(root, 'var/lib/node-patcher/failed.json');
+    mkdirSync(join(failed, '..'), { recursive: true });
+    writeFileSync(failed, '{"fingerprint":"0"}\n');
+
+    // The DaemonSet's init step runs again with back-off: a different record is no reason to
+    // refuse, the real one is, and kubelet is not restarted for it.
+    const retried = await run(applyArgs(n));
+    expect(retried.code).toBe(1);
+    expect(n.starts).toEqual(['patched', 'original', 'patched', 'original']);
+    const refused = await run(applyArgs(n));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /this same change was rolled back at .*node-patcher revert clears/,
+    );
+    expect(n.starts.length).toBe(4);
+    const cleared = await run(revertArgs(n));
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect(existsSync(failed)).toBe(false);
+  }, 60_000);
 
   it('D-Bus unreachable: refused, nothing written', async () => {
     const root = hostRoot();
@@ -372,6 +406,131 @@ describe('node-patcher apply / revert, real binary, real D-Bus', () => {
     expect(snapshot(root)).toEqual(before);
     expect(existsSync(join(root, 'var/lib/node-patcher'))).toBe(false);
   }, 30_000);
+});
+
+describe('node-patcher apply --install-service, real binary, real D-Bus', () => {
+  const UNIT = 'kubelet-image-service.service';
+  const rules = join(
+    import.meta.dirname,
+    '..',
+    '..',
+    'kubelet-image-service',
+    'examples',
+    'rules.yaml',
+  );
+
+  /** The executable to install: any file will do, the stand-in systemd does not run it. */
+  function executable(): string {
+    const file = join(scratch, `kubelet-image-service-${copies++}`);
+    writeFileSync(file, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    return file;
+  }
+
+  /**
+   * systemd starting the installed unit: its unit file must be there and name an installed,
+   * executable file; "starting" it serves the image service on the host-root socket.
+   */
+  function serveOnStart(n: Node, options: { fails?: boolean } = {}): string[] {
+    const execStarts: string[] = [];
+    n.systemd.units.set(UNIT, 'inactive');
+    const kubelet = n.systemd.onRestart;
+    n.systemd.onRestart = async (unit) => {
+      if (unit !== UNIT) return (await kubelet?.(unit)) ?? 'active';
+      const text = readFileSync(join(n.root, 'etc/systemd/system', UNIT), 'utf8');
+      const exec = /^ExecStart=(\S+) serve/m.exec(text)?.[1] ?? '';
+      execStarts.push(exec);
+      expect(statSync(join(n.root, exec)).mode & 0o111).not.toBe(0);
+      if (options.fails) return 'failed';
+      await imageService(n.root);
+      return 'active';
+    };
+    return execStarts;
+  }
+
+  it('installs, starts the service before kubelet, is a no-op again, and reverts (stopping it)', async () => {
+    const root = hostRoot('kubeadm-deb');
+    const n = await node(root);
+    const execStarts = serveOnStart(n);
+    const before = snapshot(root);
+    const file = executable();
+    const args = applyArgs(n, ['--install-service', file, '--rules', rules]);
+
+    const dry = await run([...args, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(
+      /^# installing kubelet-image-service at \/opt\/kubelet-image-service\/bin\/kubelet-image-service/m,
+    );
+    expect(dry.stdout).toContain('+++ b/etc/systemd/system/kubelet-image-service.service');
+    expect(snapshot(root)).toEqual(before);
+
+    const out = await run(args);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/restarted kubelet-image-service\.service, kubelet\.service\n$/);
+    expect(systemdCalls(n)).toEqual([
+      'Reload',
+      `RestartUnit ${UNIT} replace`,
+      'Reload',
+      'RestartUnit kubelet.service replace',
+    ]);
+    expect(execStarts).toEqual(['/opt/kubelet-image-service/bin/kubelet-image-service']);
+    expect(n.starts).toEqual(['patched']);
+    const unit = readFileSync(join(root, 'etc/systemd/system', UNIT), 'utf8');
+    expect(unit).toContain(
+      '--backend cri --backend-endpoint unix:///var/run/containerd/containerd.sock\n',
+    );
+    expect(unit).toMatch(/^Before=kubelet\.service$/m);
+    expect(readFileSync(join(root, 'etc/kubelet-image-service/rules.yaml'))).toEqual(
+      readFileSync(rules),
+    );
+
+    const again = await run(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe('already applied: nothing changed, nothing restarted\n');
+    expect(systemdCalls(n).length).toBe(4);
+
+    const reverted = await run(revertArgs(n));
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(n.systemd.calls.map((c) => `${c.method} ${String(c.args[0] ?? '')}`).slice(-3)).toEqual([
+      'Reload ',
+      'RestartUnit kubelet.service',
+      `StopUnit ${UNIT}`,
+    ]);
+    expect(n.systemd.units.get(UNIT)).toBe('inactive');
+    expect(snapshot(root)).toEqual(before);
+  }, 60_000);
+
+  it('the service fails to start: nothing of it is left, kubelet never restarted, exit 1', async () => {
+    const root = hostRoot('gke-cos');
+    const n = await node(root);
+    serveOnStart(n, { fails: true });
+    const before = snapshot(root);
+    const out = await run(applyArgs(n, ['--install-service', executable(), '--rules', rules]));
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/restart job of kubelet-image-service\.service ended "failed"/);
+    expect(n.starts).toEqual([]);
+    expect(existsSync(join(root, 'home/kubernetes/bin/kubelet-image-service'))).toBe(false);
+    expect(dropFailureRecord(root, before)).toMatch(/ended "failed"/);
+    expect(snapshot(root)).toEqual(before);
+  }, 60_000);
+
+  it('refuses bad arguments with exit 2 before touching anything', async () => {
+    const root = hostRoot('kubeadm-deb');
+    const n = await node(root);
+    const before = snapshot(root);
+    const bad = join(scratch, 'bad-rules.yaml');
+    writeFileSync(bad, 'rules: [{ match: [] }]\n');
+    for (const [extra, message] of [
+      [['--install-service', executable()], /--install-service needs --rules FILE/],
+      [['--install-service', join(scratch, 'missing'), '--rules', rules], /is not a file/],
+      [['--install-service', executable(), '--rules', bad], /--rules: /],
+    ] as const) {
+      const out = await run(applyArgs(n, [...extra]));
+      expect(out.code, out.stderr).toBe(2);
+      expect(out.stderr).toMatch(message);
+    }
+    expect(n.systemd.calls).toEqual([]);
+    expect(snapshot(root)).toEqual(before);
+  }, 60_000);
 });
 
 describe('node-patcher apply --mode containerd-mirror, real binary', () => {

@@ -5,6 +5,8 @@ export {
   credentialProviderConfig,
 } from './credential-provider.js';
 export { DockerBackend } from './docker-backend.js';
+export type { HostServiceUnitPaths } from './host-unit.js';
+export { HOST_SERVICE_DEFAULTS, hostServiceUnit } from './host-unit.js';
 export type {
   CallContext,
   ImageBackend,

@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { type DetectOptions, detectLayout, type KubeletLayout } from './detect.js';
 import { TransactionError } from './errors.js';
-import { HostRoot } from './host-root.js';
-import { type PatchMode, type Plan, renderDiff } from './plan.js';
+import { HostRoot, MAX_FILE_BYTES } from './host-root.js';
+import { contentSha256, largeContentOf, type PatchMode, type Plan, renderDiff } from './plan.js';
 import { planContainerdMirror } from './plan-containerd-mirror.js';
 import { endpointSocket, planImageService, STATE_DIR } from './plan-image-service.js';
+import { planInstallService, type ServiceUnitPaths } from './plan-install-service.js';
 import {
   applyPlan,
   originalBytes,
@@ -46,11 +50,25 @@ export interface ApplyOptions extends NodeOptions {
   readonly mirror?: string;
   readonly registries?: readonly string[];
   readonly setConfigPath?: boolean;
+  /**
+   * image-service `--install-service`: install this executable (a local path) with these rules
+   * (a local path) as the host service serving `endpoint`, start it, and only then switch
+   * kubelet. `unit` renders its unit file (`@org/cri-image-service`'s `hostServiceUnit`).
+   */
+  readonly installService?: {
+    readonly executable: string;
+    readonly rules: string;
+    readonly unit: (paths: ServiceUnitPaths) => string;
+  };
+  /** `/proc/self/mountinfo` text, for tests; default: read it. */
+  readonly mountinfo?: string;
 }
 
 /** What {@link applyToNode} did or, with `dryRun`, would do. */
 export interface ApplyOutcome {
   readonly layout: KubeletLayout;
+  /** With `installService`: the plan that installs and starts the service, run first. */
+  readonly install: Plan | null;
   readonly plan: Plan;
   /** The unified diff of the plan's changes. */
   readonly diff: string;
@@ -87,38 +105,152 @@ export async function applyToNode(options: ApplyOptions): Promise<ApplyOutcome> 
   const settled = readState(host, ctx.stateDir);
   const usable = settled !== null && settled.phase === 'applied' ? settled : null;
   const originals = usable ? originalBytes(host, ctx.stateDir, usable) : new Map();
+  const install =
+    options.mode === 'image-service' && options.installService && options.endpoint
+      ? planInstallService(layout, host, {
+          executable: largeContentOf(options.installService.executable),
+          rules: readLocal(options.installService.rules),
+          endpoint: options.endpoint,
+          unit: options.installService.unit,
+          ...(options.mountinfo !== undefined ? { mountinfo: options.mountinfo } : {}),
+        })
+      : null;
   const plan = planFor(options, layout, host, originals, ctx.stateDir);
   const diff = (() => {
-    const d = renderDiff(plan.changes);
+    const d = renderDiff([...(install?.changes ?? []), ...plan.changes]);
     return state !== null && state.phase !== 'applied'
       ? `# an earlier run was interrupted (${state.phase}): apply rolls it back first\n${d}`
       : d;
   })();
-  if (options.dryRun) return { layout, plan, diff, result: null };
+  if (options.dryRun) return { layout, install, plan, diff, result: null };
+  const fingerprint = fingerprintOf([install, plan]);
+  refuseFailedBefore(host, ctx.stateDir, fingerprint);
+  let installed: TransactionResult | null = null;
+  if (install !== null && install.changes.length > 0) {
+    for (const note of install.notes) ctx.log(note);
+    installed = await remembered(ctx, fingerprint, () => applyPlan(ctx, install));
+  }
   if (plan.changes.length > 0 && options.mode === 'image-service' && options.endpoint) {
-    const socket = endpointSocket(options.endpoint);
-    const local = host.resolve(socket);
-    const check = options.checkEndpoint;
-    if (local === null)
-      throw new TransactionError(
-        'ENDPOINT_DOWN',
-        `${socket} does not exist on the host: start the image service first (or pass --install-service); nothing was changed`,
-      );
-    if (check) {
-      try {
-        await check(local.localPath);
-      } catch (err) {
-        throw new TransactionError(
-          'ENDPOINT_DOWN',
-          `${options.endpoint} does not answer a CRI ImageService call (${(err as Error).message}); nothing was changed`,
-          { cause: err },
-        );
+    try {
+      await checkEndpoint(host, options.endpoint, options.checkEndpoint);
+    } catch (err) {
+      // The service this run installed is active but does not answer: take it away again.
+      if (installed !== null) {
+        ctx.log('the installed service does not answer: removing it again');
+        await revertState(ctx);
       }
+      throw err;
     }
   }
   for (const note of plan.notes) ctx.log(note);
-  const result = await applyPlan(ctx, plan);
-  return { layout, plan, diff, result };
+  const result = await remembered(ctx, fingerprint, () => applyPlan(ctx, plan));
+  forgetFailure(host, ctx.stateDir);
+  return {
+    layout,
+    install,
+    plan,
+    diff,
+    result: {
+      changed: [...(installed?.changed ?? []), ...result.changed],
+      restarted: [...(installed?.restarted ?? []), ...result.restarted],
+      notes: result.notes,
+    },
+  };
+}
+
+/** image-service: the endpoint's socket exists on the host and answers a CRI call. */
+async function checkEndpoint(
+  host: HostRoot,
+  endpoint: string,
+  check: ((socketPath: string) => Promise<void>) | undefined,
+): Promise<void> {
+  const socket = endpointSocket(endpoint);
+  const local = host.resolve(socket);
+  if (local === null)
+    throw new TransactionError(
+      'ENDPOINT_DOWN',
+      `${socket} does not exist on the host: start the image service first (or pass --install-service); nothing was changed`,
+    );
+  if (!check) return;
+  try {
+    await check(local.localPath);
+  } catch (err) {
+    throw new TransactionError(
+      'ENDPOINT_DOWN',
+      `${endpoint} does not answer a CRI ImageService call (${(err as Error).message}); nothing was changed`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * The failure record, `<stateDir>/failed.json`: the fingerprint of a change that was rolled
+ * back (kubelet did not come back on it) and why. The DaemonSet's init step runs apply again
+ * and again after a failure; without this record every retry would restart kubelet twice more.
+ * The same change is refused until `revert` clears the record; a different change (new
+ * endpoint, new executable, the node's files changed) is tried.
+ */
+function failurePath(stateDir: string): string {
+  return posix.join(stateDir, 'failed.json');
+}
+
+function fingerprintOf(plans: readonly (Plan | null)[]): string {
+  const hash = createHash('sha256');
+  for (const p of plans) {
+    if (p === null) continue;
+    hash.update(`${p.mode}\n`);
+    for (const c of p.changes)
+      hash.update(`${c.path} ${c.after === null ? '-' : contentSha256(c.after)}\n`);
+  }
+  return hash.digest('hex');
+}
+
+function refuseFailedBefore(host: HostRoot, stateDir: string, fingerprint: string): void {
+  const file = host.readText(failurePath(stateDir));
+  if (file === null) return;
+  let record: { fingerprint?: unknown; reason?: unknown; at?: unknown };
+  try {
+    record = JSON.parse(file.text);
+  } catch {
+    return; // not ours to trust: try again, and a failure writes a good one
+  }
+  if (record?.fingerprint !== fingerprint) return;
+  throw new TransactionError(
+    'FAILED_BEFORE',
+    `this same change was rolled back at ${String(record.at).slice(0, 40)} (${String(record.reason).slice(0, 300)}); it is not tried again until the cause is fixed and node-patcher revert clears ${failurePath(stateDir)}; nothing was changed`,
+  );
+}
+
+async function remembered(
+  ctx: TransactionContext,
+  fingerprint: string,
+  run: () => Promise<TransactionResult>,
+): Promise<TransactionResult> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof TransactionError && err.code === 'ROLLED_BACK')
+      ctx.host.writeAtomic(
+        failurePath(ctx.stateDir),
+        Buffer.from(
+          `${JSON.stringify({ fingerprint, reason: err.message, at: new Date().toISOString() }, null, 2)}\n`,
+        ),
+        { mode: 0o600 },
+      );
+    throw err;
+  }
+}
+
+function forgetFailure(host: HostRoot, stateDir: string): void {
+  host.remove(failurePath(stateDir));
+}
+
+/** A local file given on the command line (the rules), at most 1 MiB. */
+function readLocal(path: string): Buffer {
+  const bytes = readFileSync(path);
+  if (bytes.length > MAX_FILE_BYTES)
+    throw new TypeError(`${path} is over ${MAX_FILE_BYTES} bytes; refused`);
+  return bytes;
 }
 
 function planFor(
@@ -151,5 +283,8 @@ function planFor(
 /** `node-patcher revert`: see `revertState`. */
 export async function revertNode(options: NodeOptions): Promise<TransactionResult> {
   const host = new HostRoot(options.hostRoot);
-  return revertState(context(options, host));
+  const ctx = context(options, host);
+  const result = await revertState(ctx);
+  forgetFailure(host, ctx.stateDir);
+  return result;
 }

@@ -36,13 +36,18 @@ export {
 export { healthzUrl, KUBELET_HEALTHZ, waitHealthy } from './health.js';
 export type { HostBytes, HostText, ResolvedPath } from './host-root.js';
 export { HostRoot, MAX_FILE_BYTES } from './host-root.js';
+export {
+  EXECUTABLE_NAME,
+  installDirFor,
+  RULES_PATH,
+} from './install.js';
 export type { ConfigFormat, KubeletConfigFacts } from './kubelet-config.js';
 export { inspectKubeletConfig } from './kubelet-config.js';
 export type { KubeletFlags } from './kubelet-flags.js';
 export type { KubeletBinary, VersionRunner } from './kubelet-version.js';
 export { runKubeletVersion } from './kubelet-version.js';
-export type { FileChange, PatchMode, Plan } from './plan.js';
-export { renderDiff } from './plan.js';
+export type { Content, FileChange, LargeContent, PatchMode, Plan } from './plan.js';
+export { largeContentOf, renderDiff } from './plan.js';
 export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
 export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';
 export {
@@ -53,6 +58,15 @@ export {
   STATE_DIR,
   UNIT_DROP_IN,
 } from './plan-image-service.js';
+export type { InstallServiceOptions, ServiceUnitPaths } from './plan-install-service.js';
+export {
+  backendEndpointOf,
+  planInstallService,
+  SERVICE_RUNTIME_DIR,
+  SERVICE_UNIT,
+  SERVICE_UNIT_PATH,
+  WANTS_DROP_IN,
+} from './plan-install-service.js';
 export type {
   ConnectSystemdOptions,
   JobOptions,

@@ -1,14 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
-  lstatSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -28,6 +24,7 @@ import {
   type SystemdControl,
   TransactionError,
 } from '../src/index.js';
+import { snapshot, withoutFailureRecord } from './snapshot.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const GOLDEN = join(import.meta.dirname, 'golden');
@@ -65,28 +62,6 @@ async function listen(root: string): Promise<void> {
   const server = createServer((s) => s.end());
   servers.push(server);
   await new Promise<void>((r) => server.listen(join(root, SOCKET), r));
-}
-
-/** Every entry under the root: type, permissions, owner, and content digest or link target. */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string, rel: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      const st = lstatSync(path);
-      const key = `${rel}/${name}`;
-      const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-      if (st.isSymbolicLink()) out[key] = `link ${readlinkSync(path)}`;
-      else if (st.isDirectory()) {
-        out[key] = `dir ${meta}`;
-        walk(path, key);
-      } else if (st.isSocket()) out[key] = 'socket';
-      else
-        out[key] = `file ${meta} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
-    }
-  };
-  walk(root, '');
-  return out;
 }
 
 /** A systemd seam that records what it is asked and can be told to fail. */
@@ -207,7 +182,12 @@ describe('safety', () => {
       'reload',
       'restart kubelet.service',
     ]);
-    expect(snapshot(root)).toEqual(before);
+    expect(withoutFailureRecord(snapshot(root), before)).toEqual(before);
+    // The DaemonSet retries: the same change is refused at once, kubelet left alone.
+    const again = await rejected<TransactionError>(applyToNode(options(root, systemd)));
+    expect(again.code).toBe('FAILED_BEFORE');
+    expect(again.message).toMatch(/ECONNREFUSED/);
+    expect(systemd.calls.length).toBe(4);
   });
 
   it('a restart job that fails is rolled back the same way', async () => {
@@ -218,7 +198,7 @@ describe('safety', () => {
     const err = await rejected<TransactionError>(applyToNode(options(root, systemd)));
     expect(err.code).toBe('ROLLED_BACK');
     expect(err.message).toMatch(/restart job of kubelet.service ended "failed"/);
-    expect(snapshot(root)).toEqual(before);
+    expect(withoutFailureRecord(snapshot(root), before)).toEqual(before);
   });
 
   it('systemd unreachable: refused, nothing written', async () => {
