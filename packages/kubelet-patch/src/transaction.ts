@@ -264,6 +264,10 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
       const now = before.get(c.path) ?? null;
       const prev = tracked.get(c.path);
       const keep = keeps(c.path);
+      if (prev !== undefined && !keep)
+        log(
+          `${c.path} was rewritten since node-patcher applied (a reboot, the node's bootstrap or an upgrade): applying again, what is there now counts as the original`,
+        );
       const original = keep ? (prev?.original ?? null) : (now?.version ?? null);
       if (!keep && now?.bytes)
         host.writeAtomic(originalPath(stateDir, now.version.sha256), now.bytes, { mode: 0o600 });

@@ -60,15 +60,16 @@ function recorder(): { calls: string[]; connect: () => Promise<SystemdControl> }
 }
 
 function context(root: string, systemd = recorder(), waitHealthy = async () => {}) {
+  const logged: string[] = [];
   const ctx: TransactionContext = {
     host: new HostRoot(root),
     stateDir: '/var/lib/node-patcher',
     connectSystemd: systemd.connect,
     waitHealthy,
     restartTimeoutMs: 1000,
-    log: () => {},
+    log: (line) => logged.push(line),
   };
-  return { ctx, calls: systemd.calls };
+  return { ctx, calls: systemd.calls, logged };
 }
 
 const small = (path: string, before: Buffer | null, after: Buffer | null): FileChange => ({
@@ -146,6 +147,32 @@ describe('a write that fails half-way', () => {
     // And revert still gives the node back as it was.
     await revertState(ctx);
     expect(readFileSync(join(root, 'etc/a.conf'), 'utf8')).toBe('a original\n');
+  });
+});
+
+describe('a node that rewrote a patched file (a reboot, its bootstrap, an upgrade)', () => {
+  it('is detected and patched again, and revert gives back what the node wrote last', async () => {
+    const root = newRoot();
+    writeFileSync(join(root, 'etc/kubelet.env'), 'A=1\n');
+    const { ctx, calls, logged } = context(root);
+    const patch = (before: string) =>
+      plan({
+        mode: 'image-service',
+        changes: [small('/etc/kubelet.env', Buffer.from(before), Buffer.from(`${before}B=2\n`))],
+        restart: ['kubelet.service'],
+        notes: [],
+      });
+    await applyPlan(ctx, patch('A=1\n'));
+    // The node's bootstrap writes the file anew, with a new base.
+    writeFileSync(join(root, 'etc/kubelet.env'), 'A=3\n');
+    await applyPlan(ctx, patch('A=3\n'));
+    expect(logged.join('\n')).toMatch(
+      /\/etc\/kubelet\.env was rewritten since node-patcher applied/,
+    );
+    expect(readFileSync(join(root, 'etc/kubelet.env'), 'utf8')).toBe('A=3\nB=2\n');
+    expect(calls.filter((c) => c.startsWith('restart'))).toHaveLength(2);
+    await revertState(ctx);
+    expect(readFileSync(join(root, 'etc/kubelet.env'), 'utf8')).toBe('A=3\n');
   });
 });
 
