@@ -4,17 +4,27 @@
  * node label, one node at a time) and only the host mounts allowed for that cloud below. Then,
  * for every fixture host tree of the cloud's layouts, the mounts are enough: a pod that sees only
  * them detects the same layout as the whole host, plans the same change, and every file the
- * change writes is on a writable mount.
+ * change writes is on a writable mount, the image service's install included.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
+import { hostServiceUnit, loadRules } from '@org/cri-image-service';
 import {
   type ApplyOptions,
   applyToNode,
   detectLayout,
   HostRoot,
   KubeletPatchError,
+  RULES_PATH,
   STATE_DIR,
   type VersionRunner,
 } from '@org/kubelet-patch';
@@ -33,6 +43,13 @@ const NAMESPACE = 'node-patcher';
 const SOCKET_DIR = '/run/kubelet-image-service';
 const ENDPOINT = 'unix:///run/kubelet-image-service/cri.sock';
 const BUS = 'unix:path=/host/run/dbus/system_bus_socket';
+/** `--install-service`: the executable the node-patcher image carries (see ../Dockerfile). */
+const EXECUTABLE = '/opt/kubelet-image-service/kubelet-image-service';
+/** The rules ConfigMap of each apply manifest, mounted in the pod (not a host path). */
+const RULES_CONFIGMAP = 'kubelet-image-service-rules';
+const RULES_MOUNT = '/etc/kubelet-image-service';
+/** `--rules`: a file of that ConfigMap. */
+const RULES_FILE = `${RULES_MOUNT}/rules.yaml`;
 
 type HostPathType = 'Directory' | 'DirectoryOrCreate' | 'File';
 interface Allowed {
@@ -42,13 +59,19 @@ interface Allowed {
 const rw = (type: HostPathType = 'Directory'): Allowed => ({ type, readOnly: false });
 const ro = (type: HostPathType = 'Directory'): Allowed => ({ type, readOnly: true });
 
-/** Shared by every cloud: systemd's runtime units, the bus, the socket, the state record. */
+/**
+ * Shared by every cloud: systemd's runtime units, the bus, the socket, the state record, and
+ * the installed rules file's directory.
+ */
 const COMMON: Record<string, Allowed> = {
   '/run/systemd/system': ro(),
   '/run/dbus': ro(),
   [SOCKET_DIR]: ro('DirectoryOrCreate'),
   [STATE_DIR]: rw('DirectoryOrCreate'),
+  '/etc/kubelet-image-service': rw('DirectoryOrCreate'),
 };
+/** Where the executable is installed off GKE (GKE: /home/kubernetes/bin, mounted anyway). */
+const OPT: Record<string, Allowed> = { '/opt/kubelet-image-service': rw('DirectoryOrCreate') };
 
 /**
  * The host paths each cloud's apply manifest may mount, exactly (revert: the same less the
@@ -66,6 +89,8 @@ const CLOUDS = {
       '/home/kubernetes': rw(),
       ...COMMON,
     },
+    /** The credential provider of the example rules. */
+    provider: 'gcp',
     /** Writable mounts the containerd-mirror alternative adds (commented out in the file). */
     mirrorMounts: [] as string[],
   },
@@ -80,7 +105,9 @@ const CLOUDS = {
       '/usr/lib/systemd/system': ro(),
       '/usr/bin/kubelet': ro('File'),
       ...COMMON,
+      ...OPT,
     },
+    provider: 'aws',
     mirrorMounts: [] as string[],
   },
   aks: {
@@ -93,7 +120,9 @@ const CLOUDS = {
       '/usr/lib/systemd/system': ro(),
       '/usr/local/bin/kubelet': ro('File'),
       ...COMMON,
+      ...OPT,
     },
+    provider: 'azure',
     mirrorMounts: [] as string[],
   },
   kubeadm: {
@@ -106,7 +135,9 @@ const CLOUDS = {
       '/lib/systemd/system': ro(),
       '/var/lib/kubelet': rw(),
       ...COMMON,
+      ...OPT,
     },
+    provider: 'docker-config',
     mirrorMounts: ['/etc/containerd'],
   },
 } as const;
@@ -117,7 +148,8 @@ const cloudNames = Object.keys(CLOUDS) as Cloud[];
 type Manifest = { kind: string; metadata: { name: string; namespace?: string }; [f: string]: any };
 interface Volume {
   readonly name: string;
-  readonly hostPath: { readonly path: string; readonly type: HostPathType };
+  readonly hostPath?: { readonly path: string; readonly type: HostPathType };
+  readonly configMap?: { readonly name: string };
 }
 interface Mount {
   readonly name: string;
@@ -140,6 +172,22 @@ function daemonSet(file: string): Manifest {
   return found[0] as Manifest;
 }
 
+/** An apply manifest's rules ConfigMap. */
+function rulesConfigMap(file: string): Manifest {
+  const found = load(file).filter((m) => m.kind === 'ConfigMap');
+  if (found.length !== 1) throw new Error(`${file} has ${found.length} ConfigMaps, not 1`);
+  const cm = found[0] as Manifest;
+  expect(cm.metadata).toMatchObject({ name: RULES_CONFIGMAP, namespace: NAMESPACE });
+  return cm;
+}
+
+/** An apply manifest's example rules, written to a file of their own as the pod sees them. */
+function rulesFile(cloud: Cloud): string {
+  const path = join(scratch, `rules-${cloud}.yaml`);
+  writeFileSync(path, rulesConfigMap(`${cloud}.yaml`).data[posix.basename(RULES_FILE)]);
+  return path;
+}
+
 /** `--flag value` and `--flag=value` pairs of an argument list. */
 function flags(args: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -155,20 +203,35 @@ function flags(args: readonly string[]): Map<string, string> {
   return out;
 }
 
-/** The host paths a DaemonSet mounts, with type and read-only, checked to be at /host<path>. */
+/**
+ * The host paths a DaemonSet mounts, with type and read-only, checked to be at /host<path>.
+ * Every other volume is checked too: an apply manifest has exactly one, the rules ConfigMap,
+ * read-only at RULES_MOUNT; a revert manifest none.
+ */
 function hostMounts(ds: Manifest): Map<string, Allowed> {
   const pod = ds.spec.template.spec;
   const [init] = pod.initContainers;
   const mounts: Mount[] = init.volumeMounts;
+  const apply = ds.spec.template.metadata.labels['app.kubernetes.io/component'] === 'apply';
   const out = new Map<string, Allowed>();
+  const others: string[] = [];
   for (const v of pod.volumes as Volume[]) {
-    expect(v.hostPath, `volume ${v.name} is a hostPath`).toBeDefined();
     const at = mounts.filter((m) => m.name === v.name);
     expect(at, `volume ${v.name} is mounted once`).toHaveLength(1);
     const mount = at[0] as Mount;
+    if (v.hostPath === undefined) {
+      others.push(v.name);
+      expect(v, `volume ${v.name} is a hostPath or the rules ConfigMap`).toEqual({
+        name: v.name,
+        configMap: { name: RULES_CONFIGMAP },
+      });
+      expect(mount).toEqual({ name: v.name, mountPath: RULES_MOUNT, readOnly: true });
+      continue;
+    }
     expect(mount.mountPath).toBe(`/host${v.hostPath.path}`);
     out.set(v.hostPath.path, { type: v.hostPath.type, readOnly: mount.readOnly === true });
   }
+  expect(others, 'volumes other than hostPaths').toHaveLength(apply ? 1 : 0);
   for (const m of mounts)
     expect(
       (pod.volumes as Volume[]).some((v) => v.name === m.name),
@@ -193,11 +256,12 @@ describe('deploy/ (DaemonSet manifests per cloud)', () => {
     const ds = daemonSet(file);
     const pod = ds.spec.template.spec;
 
-    it('is a namespace, a quota for the critical priority class, a token-less SA and the DaemonSet', () => {
+    it('is a namespace, a quota for the critical priority class, a token-less SA (apply: the rules) and the DaemonSet', () => {
       expect(docs.map((d) => d.kind)).toEqual([
         'Namespace',
         'ResourceQuota',
         'ServiceAccount',
+        ...(command === 'apply' ? ['ConfigMap'] : []),
         'DaemonSet',
       ]);
       const [ns, quota, sa] = docs as [Manifest, Manifest, Manifest];
@@ -255,6 +319,13 @@ describe('deploy/ (DaemonSet manifests per cloud)', () => {
       if (command === 'apply') {
         expect(given.get('--mode')).toBe('image-service');
         expect(given.get('--endpoint')).toBe(ENDPOINT);
+        expect(given.get('--install-service')).toBe(EXECUTABLE);
+        expect(given.get('--rules')).toBe(RULES_FILE);
+        // the rules file is a key of the ConfigMap mounted at its directory
+        const volume = (pod.volumes as Volume[]).find((v) => v.configMap !== undefined);
+        const mount = (init.volumeMounts as Mount[]).find((m) => m.name === volume?.name);
+        expect(mount?.mountPath).toBe(posix.dirname(RULES_FILE));
+        expect(Object.keys(rulesConfigMap(file).data)).toEqual([posix.basename(RULES_FILE)]);
       } else expect([...given.keys()].sort()).toEqual(['--host-root', '--systemd-bus']);
       expect(init.securityContext).toEqual({
         privileged: true,
@@ -299,6 +370,25 @@ describe('deploy/ (DaemonSet manifests per cloud)', () => {
     const revert = daemonSet(`revert-${cloud}.yaml`).spec.template.spec;
     expect(revert.nodeSelector).toEqual(apply.nodeSelector);
     expect(revert.tolerations).toEqual(apply.tolerations);
+  });
+
+  it.each(cloudNames)(
+    "%s: the example rules load as kubelet-image-service loads them, with the cloud's provider",
+    (cloud) => {
+      const rules = loadRules(rulesFile(cloud));
+      expect(rules.map((r) => r.credentials.provider)).toContain(CLOUDS[cloud].provider);
+    },
+  );
+
+  it('the node-patcher image carries the executable --install-service names', () => {
+    const dockerfile = readFileSync(join(appDir, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM \$\{KUBELET_IMAGE_SERVICE_IMAGE\} AS image-service$/m);
+    expect(dockerfile).toMatch(
+      new RegExp(
+        `^COPY --from=image-service /usr/local/bin/kubelet-image-service ${EXECUTABLE}$`,
+        'm',
+      ),
+    );
   });
 
   it.each(cloudNames.filter((c) => CLOUDS[c].mirrorMounts.length > 0))(
@@ -360,13 +450,27 @@ const noSystemd = {
   waitHealthy: () => Promise.reject(new Error('a dry run does not wait')),
 };
 
-const MODES: ReadonlyArray<
-  readonly [
-    string,
-    Pick<ApplyOptions, 'mode' | 'endpoint' | 'mirror' | 'registries' | 'setConfigPath'>,
-  ]
-> = [
-  ['image-service', { mode: 'image-service', endpoint: ENDPOINT }],
+/** A small stand-in for the executable: the install copies whatever file it is given. */
+const standIn = join(scratch, 'kubelet-image-service');
+writeFileSync(standIn, '#!/bin/sh\n', { mode: 0o755 });
+
+type ModeOptions = Pick<
+  ApplyOptions,
+  'mode' | 'endpoint' | 'installService' | 'mountinfo' | 'mirror' | 'registries' | 'setConfigPath'
+>;
+
+/** The two modes as each cloud's manifest runs them: image-service with the install. */
+const modes = (cloud: Cloud): ReadonlyArray<readonly [string, ModeOptions]> => [
+  [
+    'image-service',
+    {
+      mode: 'image-service',
+      endpoint: ENDPOINT,
+      installService: { executable: standIn, rules: rulesFile(cloud), unit: hostServiceUnit },
+      // no noexec mount to refuse: this process's mount table is not the node's
+      mountinfo: '',
+    },
+  ],
   [
     'containerd-mirror',
     {
@@ -379,7 +483,7 @@ const MODES: ReadonlyArray<
 ];
 
 /** A dry run's outcome, or the refusal's code: the two sides must agree either way. */
-async function dryRun(hostRoot: string, mode: (typeof MODES)[number][1]) {
+async function dryRun(hostRoot: string, mode: ModeOptions) {
   try {
     const out = await applyToNode({
       hostRoot,
@@ -388,7 +492,8 @@ async function dryRun(hostRoot: string, mode: (typeof MODES)[number][1]) {
       dryRun: true,
       detect: { runVersion },
     });
-    return { diff: out.diff, paths: out.plan.changes.map((c) => c.path), refused: null };
+    const changes = [...(out.install?.changes ?? []), ...out.plan.changes];
+    return { diff: out.diff, paths: changes.map((c) => c.path), refused: null };
   } catch (err) {
     if (!(err instanceof KubeletPatchError)) throw err;
     return { diff: null, paths: [], refused: (err as KubeletPatchError & { code: string }).code };
@@ -410,7 +515,7 @@ describe.each(
     );
   });
 
-  it.each(MODES)(
+  it.each(modes(cloud))(
     'let apply --mode %s plan the same change, every written file on a writable mount',
     async (_, mode) => {
       const view = podView(host, mounts);
@@ -420,7 +525,9 @@ describe.each(
       const writable = new Map(mounts);
       if (mode.mode === 'containerd-mirror')
         for (const path of CLOUDS[cloud].mirrorMounts) writable.set(path, rw());
-      for (const path of [...seen.paths, `${STATE_DIR}/state.json`]) {
+      // the install is part of the change where the node allows it
+      if (mode.installService && seen.refused === null) expect(seen.paths).toContain(RULES_PATH);
+      for (const path of [...seen.paths, `${STATE_DIR}/state.json`, `${STATE_DIR}/failed.json`]) {
         const on = mountOf(writable, path);
         expect(on, `${path} is on a mount`).toBeDefined();
         expect(on?.[1].readOnly, `${path} is on the writable mount ${on?.[0]}`).toBe(false);
