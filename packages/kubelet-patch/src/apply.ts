@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { type DetectOptions, detectLayout, type KubeletLayout } from './detect.js';
 import { TransactionError } from './errors.js';
 import { HostRoot } from './host-root.js';
-import { type PatchMode, type Plan, renderDiff } from './plan.js';
+import { largeContentOf, type PatchMode, type Plan, renderDiff } from './plan.js';
 import { planContainerdMirror } from './plan-containerd-mirror.js';
+import { planCredentialProvider } from './plan-credential-provider.js';
 import { endpointSocket, planImageService, STATE_DIR } from './plan-image-service.js';
 import {
   applyPlan,
@@ -46,6 +48,15 @@ export interface ApplyOptions extends NodeOptions {
   readonly mirror?: string;
   readonly registries?: readonly string[];
   readonly setConfigPath?: boolean;
+  /** credential-provider: local path of the kubelet-image-service executable to install. */
+  readonly executable?: string;
+  /** Local path of the rules file installed at `RULES_PATH` (credential-provider). */
+  readonly rules?: string;
+  /**
+   * credential-provider: kubelet's `providers[]` entry for the plugin, as
+   * `credentialProviderConfig(rules).providers[0]` of @org/cri-image-service builds it.
+   */
+  readonly provider?: Readonly<Record<string, unknown>>;
 }
 
 /** What {@link applyToNode} did or, with `dryRun`, would do. */
@@ -142,6 +153,21 @@ function planFor(
         mirror: options.mirror,
         registries: options.registries,
         setConfigPath: options.setConfigPath ?? false,
+      });
+    case 'credential-provider':
+      if (
+        options.executable === undefined ||
+        options.rules === undefined ||
+        options.provider === undefined
+      )
+        throw new TypeError(
+          '--mode credential-provider needs --plugin FILE, --rules FILE and the provider entry',
+        );
+      return planCredentialProvider(layout, host, {
+        executable: largeContentOf(options.executable),
+        rules: readFileSync(options.rules),
+        provider: options.provider,
+        originals,
       });
     default:
       throw new TypeError(`--mode ${options.mode} is not built yet`);

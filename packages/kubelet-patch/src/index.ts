@@ -41,10 +41,16 @@ export { inspectKubeletConfig } from './kubelet-config.js';
 export type { KubeletFlags } from './kubelet-flags.js';
 export type { KubeletBinary, VersionRunner } from './kubelet-version.js';
 export { runKubeletVersion } from './kubelet-version.js';
-export type { FileChange, PatchMode, Plan } from './plan.js';
-export { renderDiff } from './plan.js';
+export type { FileChange, LargeContent, PatchMode, Plan } from './plan.js';
+export { largeContentOf, renderDiff } from './plan.js';
 export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
 export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';
+export type { CredentialProviderOptions } from './plan-credential-provider.js';
+export {
+  CREDENTIAL_PROVIDER_CONFIG,
+  CREDENTIAL_PROVIDER_DROP_IN,
+  planCredentialProvider,
+} from './plan-credential-provider.js';
 export {
   CONFIG_DROP_IN,
   endpointSocket,
