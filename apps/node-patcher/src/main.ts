@@ -5,8 +5,16 @@
  * filesystem, safely, and back. Argument parsing and wiring only; the logic is in
  * @org/kubelet-patch, the CRI check in @org/cri-image-service.
  */
+import { type ExecFileException, execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { checkImageService, hostServiceUnit, loadRules, RulesError } from '@org/cri-image-service';
+import { resolve } from 'node:path';
+import {
+  checkImageService,
+  credentialProviderConfig,
+  hostServiceUnit,
+  loadRules,
+  RulesError,
+} from '@org/cri-image-service';
 import {
   type ApplyOptions,
   applyToNode,
@@ -47,17 +55,26 @@ const USAGE = `usage: node-patcher detect --host-root DIR
   --mode MODE            image-service: kubelet's image service is --endpoint
                          containerd-mirror: containerd sends pulls of --registries to --mirror
                          (hosts.toml files; no restart where containerd sets config_path)
+                         credential-provider: kubelet runs --plugin as an exec credential
+                         provider for the images --rules match (installed in kubelet's
+                         --image-credential-provider-bin-dir, its provider added to kubelet's
+                         config; a node without them gets both flags)
   --endpoint URL         unix:///PATH of the image service (a host path, checked at DIR/PATH
                          with a CRI ImageFsInfo call before kubelet is switched to it)
   --install-service FILE image-service: first install FILE (the kubelet-image-service
                          executable) on the host with --rules, as kubelet-image-service.service
                          serving --endpoint (a socket in /run/kubelet-image-service/), start it,
                          and only then switch kubelet; without it the endpoint must answer
-  --rules FILE           the kubelet-image-service rules file to install on the host
   --mirror URL           containerd-mirror: the registry proxy, https://HOST[:PORT]
   --registries LIST      containerd-mirror: registries to send there, e.g. gcr.io,docker.io
   --set-config-path      containerd-mirror: containerd has no registry config_path, so add
                          config_path = "/etc/containerd/certs.d" and restart containerd
+  --plugin FILE          credential-provider: the kubelet-image-service executable to install
+                         (run first as FILE credential-provider-config --config RULES: it must
+                         exit 0 within 10 s)
+  --rules FILE           --install-service and credential-provider: the kubelet-image-service
+                         rules file, checked, then installed at
+                         /etc/kubelet-image-service/rules.yaml
   --systemd-bus ADDRESS  D-Bus address of systemd, e.g. unix:path=/host/run/dbus/system_bus_socket
                          (default: that socket under DIR, else systemd's private socket
                          DIR/run/systemd/private, which is spoken to without a bus daemon)
@@ -82,6 +99,7 @@ const FLAGS = {
     '--registries',
     '--set-config-path',
     '--install-service',
+    '--plugin',
     '--rules',
     '--dry-run',
   ],
@@ -89,7 +107,7 @@ const FLAGS = {
 } as const;
 type Command = keyof typeof FLAGS;
 const BOOLEAN = new Set(['--dry-run', '--set-config-path']);
-const MODES: readonly PatchMode[] = ['image-service', 'containerd-mirror'];
+const MODES: readonly PatchMode[] = ['image-service', 'containerd-mirror', 'credential-provider'];
 
 class Exit extends Error {
   constructor(
@@ -190,6 +208,54 @@ function checkRules(path: string): void {
   }
 }
 
+/**
+ * credential-provider: checks the rules (exit 2 on bad ones) and the plugin file, and builds
+ * kubelet's provider entry for them.
+ */
+function providerEntry(plugin: string, rulesFile: string): Record<string, unknown> {
+  checkRegularFile('--plugin', plugin);
+  try {
+    const config = credentialProviderConfig(loadRules(rulesFile));
+    return (config.providers as Record<string, unknown>[])[0] as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof RulesError) fail(`--rules: ${err.message}`, 2);
+    throw err;
+  }
+}
+
+/**
+ * Runs the plugin once, `FILE credential-provider-config --config RULES`, before anything is
+ * written: kubelet would not start on a plugin that cannot run (another architecture, not
+ * executable, a broken build). Exit 1 when it fails or takes over 10 s.
+ */
+async function checkPlugin(plugin: string, rules: string): Promise<void> {
+  const why = await new Promise<string | null>((done) => {
+    // A path, never a name looked up in PATH (there is none: the plugin gets no environment).
+    execFile(
+      resolve(plugin),
+      ['credential-provider-config', '--config', rules],
+      { timeout: 10_000, env: {}, maxBuffer: 1024 * 1024, encoding: 'utf8' },
+      (err: ExecFileException | null, _stdout, stderr) => {
+        if (err === null) return done(null);
+        const said = stderr.trim().split('\n').at(-1)?.slice(0, 200) ?? '';
+        const how = err.killed
+          ? 'did not finish within 10 s'
+          : typeof err.code === 'number'
+            ? `exited ${err.code}`
+            : err.signal
+              ? `was killed by ${err.signal}`
+              : `could not be started (${String(err.code ?? err.message)})`;
+        done(said === '' ? how : `${how}: ${said}`);
+      },
+    );
+  });
+  if (why !== null)
+    fail(
+      `the plugin does not run: ${plugin} credential-provider-config ${why}; nothing was changed`,
+      1,
+    );
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args === 'help') {
@@ -236,6 +302,14 @@ async function main(): Promise<void> {
       checkRegularFile('--install-service', installService);
       checkRules(rules);
     }
+    const plugin = flags.get('--plugin');
+    let provider: Record<string, unknown> | undefined;
+    if (mode === 'credential-provider') {
+      if (plugin === undefined || rules === undefined)
+        fail('--mode credential-provider needs --plugin FILE and --rules FILE', 2);
+      provider = providerEntry(plugin, rules);
+      if (!flags.has('--dry-run')) await checkPlugin(plugin, rules);
+    }
     const options: ApplyOptions = {
       ...node,
       ...(installService !== undefined && rules !== undefined
@@ -245,6 +319,9 @@ async function main(): Promise<void> {
       ...(endpoint ? { endpoint } : {}),
       ...(mirror ? { mirror } : {}),
       ...(registries ? { registries } : {}),
+      ...(plugin ? { executable: plugin } : {}),
+      ...(rules ? { rules } : {}),
+      ...(provider ? { provider } : {}),
       setConfigPath: flags.has('--set-config-path'),
       dryRun: flags.has('--dry-run'),
       checkEndpoint: (socket) => checkImageService(socket, { timeoutMs: 10_000 }),

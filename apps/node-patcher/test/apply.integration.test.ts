@@ -28,6 +28,7 @@ import {
   startSystemdPrivateSocket,
 } from '@org/tools/stand-ins';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 
 /**
  * The node patcher as its real binary against a node made of real parts where they exist: a
@@ -556,4 +557,92 @@ describe('node-patcher apply --mode containerd-mirror, real binary', () => {
     expect(reverted.code, reverted.stderr).toBe(0);
     expect(snapshot(root)).toEqual(before);
   });
+});
+
+describe('node-patcher apply --mode credential-provider, real binary, real D-Bus', () => {
+  it('installs the plugin, adds both flags on kubeadm, is a no-op the second time, and reverts byte for byte', async () => {
+    const root = hostRoot('kubeadm-deb');
+    const dir = mkdtempSync(join(scratch, 'plugin-'));
+    const plugin = join(dir, 'kubelet-image-service');
+    // Answers the patcher's check the way the real executable does: exit 0.
+    writeFileSync(
+      plugin,
+      '#!/bin/sh\n[ "$1" = credential-provider-config ] && [ "$2" = --config ] && [ -f "$3" ] && exit 0\nexit 3\n',
+      { mode: 0o755 },
+    );
+    const rules = join(dir, 'rules.yaml');
+    writeFileSync(
+      rules,
+      'rules:\n  - match: ["docker.example.com"]\n    credentials: { provider: gcp }\n',
+    );
+    const config = '/etc/kubernetes/kubelet-image-service/credential-provider-config.yaml';
+    const flags = '/etc/default/kubelet';
+    // What kubelet would read at each restart: does its command line name our config?
+    const sawProvider: boolean[] = [];
+    const n = await node(root, {
+      config: flags,
+      onRestart: () => {
+        sawProvider.push(readFileSync(join(root, flags), 'utf8').includes(config));
+      },
+    });
+    const before = snapshot(root);
+    const args = [
+      'apply',
+      '--host-root',
+      root,
+      '--mode',
+      'credential-provider',
+      '--plugin',
+      plugin,
+      '--rules',
+      rules,
+      '--systemd-bus',
+      n.systemd.address,
+      '--kubelet-healthz',
+      n.healthz,
+      '--timeout',
+      '8',
+    ];
+
+    const first = await run(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe(
+      'applied credential-provider: 4 file(s) written; restarted kubelet.service\n',
+    );
+    expect(systemdCalls(n)).toEqual(['RestartUnit kubelet.service replace']);
+    expect(sawProvider).toEqual([true]);
+    expect(readFileSync(join(root, flags), 'utf8')).toContain(
+      `--image-credential-provider-config=${config} --image-credential-provider-bin-dir=/opt/kubelet-image-service/bin`,
+    );
+    const installed = join(root, 'opt/kubelet-image-service/bin/kubelet-image-service');
+    expect(readFileSync(installed)).toEqual(readFileSync(plugin));
+    expect(lstatSync(installed).mode & 0o777).toBe(0o755);
+    expect(readFileSync(join(root, 'etc/kubelet-image-service/rules.yaml'))).toEqual(
+      readFileSync(rules),
+    );
+    const provider = parseYaml(readFileSync(join(root, config), 'utf8')).providers;
+    expect(provider).toEqual([
+      {
+        name: 'kubelet-image-service',
+        matchImages: ['docker.example.com'],
+        defaultCacheDuration: '5m',
+        apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+        args: ['credential-provider', '--config', '/etc/kubelet-image-service/rules.yaml'],
+      },
+    ]);
+
+    const second = await run(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toBe('already applied: nothing changed, nothing restarted\n');
+    expect(systemdCalls(n)).toHaveLength(1);
+
+    const reverted = await run(revertArgs(n));
+    expect(reverted.code, reverted.stderr).toBe(0);
+    expect(systemdCalls(n)).toEqual([
+      'RestartUnit kubelet.service replace',
+      'RestartUnit kubelet.service replace',
+    ]);
+    expect(sawProvider).toEqual([true, false]);
+    expect(snapshot(root)).toEqual(before);
+  }, 30_000);
 });

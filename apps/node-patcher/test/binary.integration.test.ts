@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectLayout } from '@org/kubelet-patch';
@@ -105,6 +105,28 @@ describe('node-patcher detect (the built binary)', () => {
       ['apply', '--host-root', '/', '--mode', 'containerd-mirror', '--mirror', 'https://p'],
       '--mode containerd-mirror needs --mirror URL and --registries LIST',
     ],
+    [
+      ['apply', '--host-root', '/', '--mode', 'credential-provider', '--rules', '/dev/null'],
+      '--mode credential-provider needs --plugin FILE and --rules FILE',
+    ],
+    [
+      ['apply', '--host-root', '/', '--mode', 'credential-provider', '--plugin', '/nonexistent/x'],
+      '--mode credential-provider needs --plugin FILE and --rules FILE',
+    ],
+    [
+      [
+        'apply',
+        '--host-root',
+        '/',
+        '--mode',
+        'credential-provider',
+        '--plugin',
+        '/nonexistent/x',
+        '--rules',
+        '/dev/null',
+      ],
+      '--plugin "/nonexistent/x" is not a file',
+    ],
     [['revert', '--host-root', '/', '--timeout', '0'], '--timeout must be a whole number'],
     [
       ['revert', '--host-root', '/', '--kubelet-healthz', 'https://u:p@x/'],
@@ -141,5 +163,72 @@ describe('node-patcher detect (the built binary)', () => {
     expect(stdout).toMatch(/^usage: node-patcher detect --host-root DIR\n/);
     expect(stdout).toMatch(/node-patcher apply {2}--host-root DIR --mode MODE/);
     expect(stdout).toMatch(/node-patcher revert --host-root DIR/);
+  });
+});
+
+describe('node-patcher apply --mode credential-provider refuses before writing (the built binary)', () => {
+  /** A kubeadm node copy, a plugin script with the given body and rules with the given text. */
+  function setUp(pluginBody: string, rules: string) {
+    const dir = mkdtempSync(join(scratch, 'cp-'));
+    const root = join(dir, 'host');
+    cpSync(join(fixtures, 'kubeadm-deb'), root, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(dir, 'plugin'), `#!/bin/sh\n${pluginBody}\n`, { mode: 0o755 });
+    writeFileSync(join(dir, 'rules.yaml'), rules);
+    const args = [
+      'apply',
+      '--host-root',
+      root,
+      '--mode',
+      'credential-provider',
+      '--plugin',
+      join(dir, 'plugin'),
+      '--rules',
+      join(dir, 'rules.yaml'),
+      '--systemd-bus',
+      `unix:path=${join(dir, 'no-bus')}`,
+    ];
+    return { root, args, listing: () => readdirSync(root, { recursive: true }).sort() };
+  }
+  const good = 'rules:\n  - match: ["docker.example.com"]\n    credentials: { provider: gcp }\n';
+
+  it.each([
+    ['rules: [{ match: "docker.example.com" }]\n', 'invalid '],
+    ['rules: [\n', 'is not YAML or JSON'],
+  ])('bad rules %j: exit 2, one line, nothing written', async (rules, message) => {
+    const { args, listing } = setUp('exit 0', rules);
+    const before = listing();
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expectOneLine(stderr, '--rules: ');
+    expect(stderr).toContain(message);
+    expect(listing()).toEqual(before);
+  });
+
+  it('a plugin that does not run: exit 1, what it said, nothing written', async () => {
+    const { args, listing } = setUp('echo "cannot execute binary file" >&2; exit 126', good);
+    const before = listing();
+    const { code, stdout, stderr } = await run(args);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expectOneLine(stderr, 'the plugin does not run: ');
+    expect(stderr).toMatch(
+      /credential-provider-config exited 126: cannot execute binary file; nothing was changed\n$/,
+    );
+    expect(listing()).toEqual(before);
+  });
+
+  it('--dry-run prints the route and the diff, runs nothing and needs no systemd', async () => {
+    const { args, listing } = setUp('exit 1', good);
+    const before = listing();
+    const { code, stdout, stderr } = await run([...args, '--dry-run']);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('# kubelet has no credential-provider config');
+    expect(stdout).toContain(
+      '+++ b/etc/kubernetes/kubelet-image-service/credential-provider-config.yaml',
+    );
+    expect(stdout).toContain('create /etc/kubelet-image-service/rules.yaml');
+    expect(stdout).not.toContain('provider: gcp');
+    expect(listing()).toEqual(before);
   });
 });

@@ -6,6 +6,7 @@ import { TransactionError } from './errors.js';
 import { HostRoot, MAX_FILE_BYTES } from './host-root.js';
 import { contentSha256, largeContentOf, type PatchMode, type Plan, renderDiff } from './plan.js';
 import { planContainerdMirror } from './plan-containerd-mirror.js';
+import { planCredentialProvider } from './plan-credential-provider.js';
 import { endpointSocket, planImageService, STATE_DIR } from './plan-image-service.js';
 import { planInstallService, type ServiceUnitPaths } from './plan-install-service.js';
 import {
@@ -62,6 +63,15 @@ export interface ApplyOptions extends NodeOptions {
   };
   /** `/proc/self/mountinfo` text, for tests; default: read it. */
   readonly mountinfo?: string;
+  /** credential-provider: local path of the kubelet-image-service executable to install. */
+  readonly executable?: string;
+  /** Local path of the rules file installed at `RULES_PATH` (credential-provider). */
+  readonly rules?: string;
+  /**
+   * credential-provider: kubelet's `providers[]` entry for the plugin, as
+   * `credentialProviderConfig(rules).providers[0]` of @org/cri-image-service builds it.
+   */
+  readonly provider?: Readonly<Record<string, unknown>>;
 }
 
 /** What {@link applyToNode} did or, with `dryRun`, would do. */
@@ -274,6 +284,22 @@ function planFor(
         mirror: options.mirror,
         registries: options.registries,
         setConfigPath: options.setConfigPath ?? false,
+      });
+    case 'credential-provider':
+      if (
+        options.executable === undefined ||
+        options.rules === undefined ||
+        options.provider === undefined
+      )
+        throw new TypeError(
+          '--mode credential-provider needs --plugin FILE, --rules FILE and the provider entry',
+        );
+      return planCredentialProvider(layout, host, {
+        executable: largeContentOf(options.executable),
+        rules: readLocal(options.rules),
+        provider: options.provider,
+        originals,
+        ...(options.mountinfo !== undefined ? { mountinfo: options.mountinfo } : {}),
       });
     default:
       throw new TypeError(`--mode ${options.mode} is not built yet`);

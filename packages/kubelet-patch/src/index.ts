@@ -50,6 +50,12 @@ export type { Content, FileChange, LargeContent, PatchMode, Plan } from './plan.
 export { largeContentOf, renderDiff } from './plan.js';
 export type { ContainerdMirrorOptions } from './plan-containerd-mirror.js';
 export { DEFAULT_CONFIG_PATH, mirrorUrl, planContainerdMirror } from './plan-containerd-mirror.js';
+export type { CredentialProviderOptions } from './plan-credential-provider.js';
+export {
+  CREDENTIAL_PROVIDER_CONFIG,
+  CREDENTIAL_PROVIDER_DROP_IN,
+  planCredentialProvider,
+} from './plan-credential-provider.js';
 export {
   CONFIG_DROP_IN,
   endpointSocket,

@@ -45,15 +45,19 @@ export function executableChange(
   };
 }
 
-/** The rules file, `0600` (it may name static passwords); the patcher owns it. */
+/**
+ * The rules file, `0600` (it may hold static passwords), named in one line by `--dry-run`,
+ * never printed; the patcher owns it.
+ */
 export function rulesChange(host: HostRoot, rules: Buffer): FileChange {
   return {
     path: RULES_PATH,
     before: host.readBytes(RULES_PATH)?.bytes ?? null,
     after: rules,
     mode: 0o600,
-    why: 'the rules kubelet-image-service gets credentials by',
+    why: 'the rules kubelet-image-service gets credentials by; not shown, it may hold passwords',
     owned: true,
+    brief: true,
   };
 }
 

@@ -24,21 +24,16 @@ import {
   type SystemdControl,
   TransactionError,
 } from '../src/index.js';
-import { snapshot, withoutFailureRecord } from './snapshot.js';
+import {
+  GOLDEN,
+  LAYOUTS,
+  recorder,
+  rejected,
+  snapshot,
+  withoutFailureRecord,
+} from './host-fixtures.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
-const GOLDEN = join(import.meta.dirname, 'golden');
-const LAYOUTS = [
-  'gke-cos',
-  'gke-ubuntu',
-  'eks-al2',
-  'eks-al2023',
-  'eks-al2023-config-dir',
-  'aks',
-  'aks-no-config-file',
-  'kubeadm-deb',
-  'kubeadm-rpm',
-] as const;
 const SOCKET = '/run/kubelet-image-service/cri.sock';
 const ENDPOINT = `unix://${SOCKET}`;
 
@@ -64,36 +59,6 @@ async function listen(root: string): Promise<void> {
   await new Promise<void>((r) => server.listen(join(root, SOCKET), r));
 }
 
-/** A systemd seam that records what it is asked and can be told to fail. */
-function recorder(options: { unreachable?: boolean; failRestart?: (n: number) => boolean } = {}): {
-  connect: () => Promise<SystemdControl>;
-  calls: string[];
-} {
-  const calls: string[] = [];
-  let restarts = 0;
-  return {
-    calls,
-    connect: async () => {
-      if (options.unreachable) throw new Error('connect ENOENT /run/dbus/system_bus_socket');
-      return {
-        reload: async () => {
-          calls.push('reload');
-        },
-        restartUnit: async (name) => {
-          calls.push(`restart ${name}`);
-          return options.failRestart?.(++restarts) ? 'failed' : 'done';
-        },
-        waitActive: async () => {},
-        stopUnit: async (name) => {
-          calls.push(`stop ${name}`);
-          return 'done';
-        },
-        close: () => {},
-      };
-    },
-  };
-}
-
 function options(
   root: string,
   systemd: { connect: () => Promise<SystemdControl> },
@@ -108,15 +73,6 @@ function options(
     checkEndpoint: async () => {},
     ...extra,
   };
-}
-
-async function rejected<T extends Error>(p: Promise<unknown>): Promise<T> {
-  return p.then(
-    () => {
-      throw new Error('expected a refusal');
-    },
-    (e: T) => e,
-  );
 }
 
 describe('apply --mode image-service on every layout', () => {

@@ -24,7 +24,7 @@ import {
   type SystemdControl,
   type TransactionError,
 } from '../src/index.js';
-import { snapshot, withoutFailureRecord } from './snapshot.js';
+import { rejected, snapshot, withoutFailureRecord } from './host-fixtures.js';
 
 /**
  * `apply --mode image-service --install-service FILE`: the executable, its rules and its unit go
@@ -123,15 +123,6 @@ function options(
     checkEndpoint: async () => {},
     ...extra,
   };
-}
-
-async function rejected<T>(p: Promise<unknown>): Promise<T> {
-  return p.then(
-    () => {
-      throw new Error('expected a refusal');
-    },
-    (e: T) => e,
-  );
 }
 
 describe('apply --install-service', () => {
@@ -302,7 +293,8 @@ describe('apply --install-service', () => {
       /Binary \/opt\/kubelet-image-service\/bin\/kubelet-image-service: absent -> \d+ bytes/,
     );
     expect(out.diff).toContain('+++ b/etc/systemd/system/kubelet-image-service.service');
-    expect(out.diff).toContain('+++ b/etc/kubelet-image-service/rules.yaml');
+    expect(out.diff).toContain('create /etc/kubelet-image-service/rules.yaml (the rules');
+    expect(out.diff).not.toContain('provider: gcp');
     expect(out.result).toBeNull();
     expect(snapshot(root, ['/run'])).toEqual(before);
   });
