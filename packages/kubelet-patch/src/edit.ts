@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parseDocument } from 'yaml';
 import { parseEnvFile } from './env-file.js';
-import type { ConfigFormat } from './kubelet-config.js';
+import { type ConfigFormat, parseConfigText } from './kubelet-config.js';
 
 /**
  * Text edits the planners make to kubelet's files. Each one changes as few bytes as it can, and
@@ -76,10 +76,18 @@ function editJsonText(text: string, fields: Readonly<Record<string, string>>): s
   return out;
 }
 
-/** JSON written again with the file's own indentation (when the text edit does not fit). */
-function rewriteJson(text: string, value: Record<string, unknown>): string {
-  const indent = /^\uFEFF?\{\s*\n([ \t]+)"/.exec(text)?.[1] ?? '';
-  let out = JSON.stringify(value, null, indent === '' ? undefined : indent);
+/** A JSON file's indentation unit: the indentation of its first member, '' when on one line. */
+export function jsonIndent(text: string): string {
+  return /^\uFEFF?\s*\{[ \t]*\r?\n([ \t]+)"/.exec(text)?.[1] ?? '';
+}
+
+/**
+ * JSON written again with the file's own indentation, byte-order mark and final newline (when
+ * a text edit does not fit).
+ */
+export function rewriteJson(text: string, value: Record<string, unknown>): string {
+  const unit = jsonIndent(text);
+  let out = JSON.stringify(value, null, unit === '' ? undefined : unit);
   if (text.startsWith('\uFEFF')) out = `\uFEFF${out}`;
   if (text.endsWith('\n')) out += '\n';
   return out;
@@ -96,14 +104,7 @@ function sameConfig(text: string, format: ConfigFormat, want: Record<string, unk
 function parseConfig(text: string, format: ConfigFormat): Record<string, unknown> {
   let value: unknown;
   try {
-    if (format === 'json') value = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text);
-    else {
-      const doc = parseDocument(text.startsWith('\uFEFF') ? text.slice(1) : text, {
-        uniqueKeys: true,
-      });
-      if (doc.errors.length > 0) throw doc.errors[0];
-      value = doc.toJS({ maxAliasCount: 100 });
-    }
+    value = parseConfigText(text, format);
   } catch (err) {
     throw new EditError(`does not parse as ${format}: ${(err as Error).message.split('\n')[0]}`);
   }

@@ -19,6 +19,25 @@ export interface KubeletConfigFacts {
 const KIND = 'KubeletConfiguration';
 const API_GROUP = 'kubelet.config.k8s.io/';
 
+/** JSON when the text starts with `{` (after a byte-order mark and blanks), else YAML. */
+export function configFormatOf(text: string): ConfigFormat {
+  return /^\uFEFF?\s*\{/.test(text) ? 'json' : 'yaml';
+}
+
+/**
+ * Parses the text of a kubelet config file (a leading byte-order mark dropped) the one way the
+ * patcher reads kubelet's files: strict JSON, or one YAML document with unique keys and at most
+ * 100 aliases. Throws the parser's error.
+ */
+export function parseConfigText(text: string, format: ConfigFormat): unknown {
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  if (format === 'json') return JSON.parse(body);
+  const doc = parseDocument(body, { uniqueKeys: true, prettyErrors: true });
+  const first = doc.errors[0];
+  if (first) throw first;
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
 /**
  * Parses the text of a kubelet config file: strict JSON when it starts with `{`, else YAML with
  * the `yaml` library (duplicate keys, several documents and alias bombs are errors). The result
@@ -27,8 +46,7 @@ const API_GROUP = 'kubelet.config.k8s.io/';
  * describes the node as it is, and changing it is refused later.
  */
 export function inspectKubeletConfig(text: string): KubeletConfigFacts {
-  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  const format: ConfigFormat = body.trimStart().startsWith('{') ? 'json' : 'yaml';
+  const format = configFormatOf(text);
   const failed = (error: string): KubeletConfigFacts => ({
     format,
     parses: false,
@@ -37,21 +55,13 @@ export function inspectKubeletConfig(text: string): KubeletConfigFacts {
     imageServiceEndpoint: null,
   });
   let value: unknown;
-  if (format === 'json') {
-    try {
-      value = JSON.parse(body);
-    } catch (err) {
-      return failed(`invalid JSON: ${(err as Error).message}`);
-    }
-  } else {
-    const doc = parseDocument(body, { uniqueKeys: true, prettyErrors: true });
-    const first = doc.errors[0];
-    if (first) return failed(`invalid YAML: ${firstLine(first.message)}`);
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      return failed(`invalid YAML: ${firstLine((err as Error).message)}`);
-    }
+  try {
+    value = parseConfigText(text, format);
+  } catch (err) {
+    const message = (err as Error).message;
+    return failed(
+      format === 'json' ? `invalid JSON: ${message}` : `invalid YAML: ${firstLine(message)}`,
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return failed(`not a mapping (the file holds ${describe(value)})`);

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Document } from 'yaml';
+import { configFormatOf } from './kubelet-config.js';
 import {
-  formatOf,
   mayOverlap,
   ProviderConfigError,
   parseProviderConfig,
@@ -165,7 +165,7 @@ describe('withProvider', () => {
                 });
           const ours = { ...OURS, name: 'kubelet-image-service' };
           const added = withProvider(text, ours, null);
-          expect(formatOf(added)).toBe(format);
+          expect(configFormatOf(added)).toBe(format);
           const read = parseProviderConfig(added);
           expect(read.value).toEqual({ ...value, providers: [...providers, ours] });
           // The node's text is kept: JSON around the inserted element, YAML line for line.

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { Document, isMap, isSeq, parseDocument } from 'yaml';
-import { EditError } from './edit.js';
-import type { ConfigFormat } from './kubelet-config.js';
+import { EditError, jsonIndent, rewriteJson } from './edit.js';
+import { type ConfigFormat, configFormatOf, parseConfigText } from './kubelet-config.js';
 
 /**
  * kubelet's `CredentialProviderConfig` files (reference sheet §3.3): read, and one provider
@@ -26,21 +26,16 @@ export class ProviderConfigError extends Error {
   override readonly name = 'ProviderConfigError';
 }
 
-/** JSON when the text starts with `{` (after a byte-order mark and blanks), else YAML. */
-export function formatOf(text: string): ConfigFormat {
-  return /^\uFEFF?\s*\{/.test(text) ? 'json' : 'yaml';
-}
-
 /**
  * Parses a credential provider config file: one document (YAML, or strict JSON when it starts
  * with `{`), a mapping of kind `CredentialProviderConfig` whose `providers` are mappings with a
  * string `name`. Throws `ProviderConfigError` otherwise.
  */
 export function parseProviderConfig(text: string): ProviderConfig {
-  const format = formatOf(text);
+  const format = configFormatOf(text);
   let value: unknown;
   try {
-    value = parseText(text, format);
+    value = parseConfigText(text, format);
   } catch (err) {
     throw new ProviderConfigError(
       `does not parse as ${format}: ${(err as Error).message.split('\n')[0]}`,
@@ -67,14 +62,6 @@ export function parseProviderConfig(text: string): ProviderConfig {
     apiVersion: typeof doc.apiVersion === 'string' ? doc.apiVersion : null,
     providers: providers as Record<string, unknown>[],
   };
-}
-
-function parseText(text: string, format: ConfigFormat): unknown {
-  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  if (format === 'json') return JSON.parse(body);
-  const doc = parseDocument(body, { uniqueKeys: true });
-  if (doc.errors.length > 0) throw doc.errors[0];
-  return doc.toJS({ maxAliasCount: 100 });
 }
 
 /**
@@ -156,7 +143,9 @@ export function mayOverlap(a: string, b: string): boolean {
 
 function readsAs(text: string, format: ConfigFormat, want: Record<string, unknown>): boolean {
   try {
-    return formatOf(text) === format && isDeepStrictEqual(parseText(text, format), want);
+    return (
+      configFormatOf(text) === format && isDeepStrictEqual(parseConfigText(text, format), want)
+    );
   } catch {
     return false;
   }
@@ -220,11 +209,6 @@ function rewriteYaml(
   return doc.toString({ lineWidth: 0 });
 }
 
-/** The file's indentation unit: the indentation of its first member, '' when on one line. */
-function jsonIndent(text: string): string {
-  return /^\uFEFF?\s*\{[ \t]*\r?\n([ \t]+)"/.exec(text)?.[1] ?? '';
-}
-
 function editJsonText(
   text: string,
   provider: Readonly<Record<string, unknown>>,
@@ -244,14 +228,6 @@ function editJsonText(
   if (index !== null) return `${text.slice(0, element.start)}${rendered}${text.slice(element.end)}`;
   const insert = ownLine ? `,\n${lead}${rendered}` : `, ${rendered}`;
   return `${text.slice(0, element.end)}${insert}${text.slice(element.end)}`;
-}
-
-function rewriteJson(text: string, value: Record<string, unknown>): string {
-  const unit = jsonIndent(text);
-  let out = JSON.stringify(value, null, unit === '' ? undefined : unit);
-  if (text.startsWith('\uFEFF')) out = `\uFEFF${out}`;
-  if (text.endsWith('\n')) out += '\n';
-  return out;
 }
 
 interface Span {
