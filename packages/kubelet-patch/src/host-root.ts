@@ -222,24 +222,10 @@ export class HostRoot {
    */
   digest(hostPath: string): HostDigest | null {
     return this.withOpenFile(hostPath, (fd, resolved, st) => {
-      const hash = createHash('sha256');
-      const chunk = Buffer.alloc(CHUNK_BYTES);
-      let size = 0;
-      for (;;) {
-        const n = readSync(fd, chunk, 0, chunk.length, null);
-        if (n === 0) break;
-        size += n;
-        if (size > MAX_STREAMED_BYTES)
-          throw new HostFileError(
-            'FILE_TOO_LARGE',
-            hostPath,
-            `is over the ${MAX_STREAMED_BYTES}-byte cap for streamed files; refused`,
-          );
-        hash.update(chunk.subarray(0, n));
-      }
+      const { sha256, size } = hashChunks(fd, hostPath);
       return {
         ...resolved,
-        sha256: hash.digest('hex'),
+        sha256,
         size,
         mode: st.mode & 0o7777,
         uid: st.uid,
@@ -376,20 +362,10 @@ export class HostRoot {
     this.replaceAtomic(hostPath, options, (fd) => {
       const input = openSync(source.localPath, constants.O_RDONLY);
       try {
-        const hash = createHash('sha256');
-        const chunk = Buffer.alloc(CHUNK_BYTES);
-        let size = 0;
-        for (;;) {
-          const n = readSync(input, chunk, 0, chunk.length, null);
-          if (n === 0) break;
-          size += n;
-          if (size > MAX_STREAMED_BYTES)
-            throw new HostFileError('FILE_TOO_LARGE', hostPath, 'source over the streamed cap');
-          hash.update(chunk.subarray(0, n));
+        const { sha256: got } = hashChunks(input, hostPath, (chunk) => {
           let off = 0;
-          while (off < n) off += writeSync(fd, chunk, off, n - off);
-        }
-        const got = hash.digest('hex');
+          while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+        });
         if (got !== source.sha256)
           throw new HostFileError(
             'WRITE_FAILED',
@@ -489,6 +465,34 @@ export class HostRoot {
       `is ${size} bytes or more, over the ${this.maxBytes}-byte cap; refused`,
     );
   }
+}
+
+/**
+ * Reads an open file to its end in 1 MiB chunks, hashing them and handing each to `each` (a
+ * copy), without ever holding more than one chunk. Refused over {@link MAX_STREAMED_BYTES}.
+ */
+export function hashChunks(
+  fd: number,
+  name: string,
+  each?: (chunk: Buffer) => void,
+): { sha256: string; size: number } {
+  const hash = createHash('sha256');
+  const chunk = Buffer.alloc(CHUNK_BYTES);
+  let size = 0;
+  for (;;) {
+    const n = readSync(fd, chunk, 0, chunk.length, null);
+    if (n === 0) break;
+    size += n;
+    if (size > MAX_STREAMED_BYTES)
+      throw new HostFileError(
+        'FILE_TOO_LARGE',
+        name,
+        `is over the ${MAX_STREAMED_BYTES}-byte cap for streamed files; refused`,
+      );
+    hash.update(chunk.subarray(0, n));
+    each?.(chunk.subarray(0, n));
+  }
+  return { sha256: hash.digest('hex'), size };
 }
 
 function syncDir(local: string): void {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
+import { hashChunks } from './host-root.js';
 
 /** What `apply` can switch a node to. */
 export type PatchMode = 'image-service' | 'containerd-mirror' | 'credential-provider';
@@ -34,16 +35,7 @@ export function largeContentOf(localPath: string): LargeContent {
   const fd = openSync(localPath, 'r');
   try {
     if (!fstatSync(fd).isFile()) throw new TypeError(`${localPath} is not a regular file`);
-    const hash = createHash('sha256');
-    const chunk = Buffer.alloc(1024 * 1024);
-    let size = 0;
-    for (;;) {
-      const n = readSync(fd, chunk, 0, chunk.length, null);
-      if (n === 0) break;
-      size += n;
-      hash.update(chunk.subarray(0, n));
-    }
-    return { sha256: hash.digest('hex'), size, localPath };
+    return { ...hashChunks(fd, localPath), localPath };
   } finally {
     closeSync(fd);
   }
