@@ -20,7 +20,8 @@ import { startContainerd } from '../stand-ins/engines.ts';
 import { pushImage } from '../stand-ins/oci-image.ts';
 import { startDockerRegistry } from '../stand-ins/registry.ts';
 import { formatTable, percentile } from './parse.ts';
-import { Cleanup, startProgram } from './processes.ts';
+import { type Cleanup, startProgram } from './processes.ts';
+import { runBench, step } from './run.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BATCH = 100;
@@ -33,13 +34,7 @@ const USAGE = `usage: node tools/bench/cri.ts [options]   (pnpm bench:cri [optio
   --json FILE   also write the figures as JSON; default reports/bench/cri.json
 `;
 
-function step(message: string): void {
-  process.stderr.write(
-    `[bench ${(performance.now() / 1000).toFixed(1).padStart(6)}s] ${message}\n`,
-  );
-}
-
-async function main(): Promise<void> {
+async function main(cleanup: Cleanup): Promise<void> {
   const { values } = parseArgs({
     options: {
       calls: { type: 'string', default: '2000' },
@@ -56,140 +51,117 @@ async function main(): Promise<void> {
     throw new Error(`--calls must be a whole number >= ${BATCH}`);
   const json = values.json ?? join(repoRoot, 'reports', 'bench', 'cri.json');
   const main = join(repoRoot, 'apps', 'kubelet-image-service', 'dist', 'main.js');
-  const cleanup = new Cleanup();
-  const stop = () => void cleanup.run().then(() => process.exit(130));
-  process.once('SIGINT', stop);
-  try {
-    const dir = cleanup.dir(mkdtempSync(join(tmpdir(), 'bench-cri-')));
-    step('starting docker-registry and containerd, pulling one image into containerd');
-    const registry = await startDockerRegistry();
-    cleanup.add('stop docker-registry', () => registry.close());
-    await pushImage(registry, dir, 'team/app', [{ 'etc/motd': 'bench\n' }]);
-    const containerd = await startContainerd();
-    cleanup.add('stop containerd', () => containerd.close());
-    containerd.mirror(registry.host, registry.url);
-    const direct = new grpc.Client(
-      `unix://${containerd.socket}`,
-      grpc.credentials.createInsecure(),
-    );
-    cleanup.add('close the direct client', () => direct.close());
-    const image = `${registry.host}/team/app:v1`;
-    await call(direct, 'PullImage', imageSpecRequest(image));
+  const dir = cleanup.dir(mkdtempSync(join(tmpdir(), 'bench-cri-')));
+  step('starting docker-registry and containerd, pulling one image into containerd');
+  const registry = await startDockerRegistry();
+  cleanup.add('stop docker-registry', () => registry.close());
+  await pushImage(registry, dir, 'team/app', [{ 'etc/motd': 'bench\n' }]);
+  const containerd = await startContainerd();
+  cleanup.add('stop containerd', () => containerd.close());
+  containerd.mirror(registry.host, registry.url);
+  const direct = new grpc.Client(`unix://${containerd.socket}`, grpc.credentials.createInsecure());
+  cleanup.add('close the direct client', () => direct.close());
+  const image = `${registry.host}/team/app:v1`;
+  await call(direct, 'PullImage', imageSpecRequest(image));
 
-    step('starting kubelet-image-service serve (the built binary)');
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(
-      rules,
-      'rules:\n  - match: ["registry.invalid"]\n    credentials: { provider: static, username: u, password: p }\n',
+  step('starting kubelet-image-service serve (the built binary)');
+  const rules = join(dir, 'rules.yaml');
+  writeFileSync(
+    rules,
+    'rules:\n  - match: ["registry.invalid"]\n    credentials: { provider: static, username: u, password: p }\n',
+  );
+  const socket = join(dir, 'run', 'cri.sock');
+  mkdirSync(dirname(socket), { recursive: true });
+  const server = startProgram(cleanup, process.execPath, [
+    main,
+    'serve',
+    '--config',
+    rules,
+    '--listen',
+    `unix://${socket}`,
+    '--backend-endpoint',
+    `unix://${containerd.socket}`,
+  ]);
+  for (let i = 0; !server.log().includes('"msg":"serving"'); i++) {
+    if (i > 600 || server.child.exitCode !== null)
+      throw new Error(`serve did not start: ${server.log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const ours = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
+  cleanup.add('close our client', () => ours.close());
+
+  const methods = {
+    ListImages: Buffer.alloc(0),
+    ImageStatus: imageSpecRequest(image),
+  } as const;
+  const results: Record<string, Record<'direct' | 'ours', { p50: number; p99: number }>> = {};
+  for (const [method, request] of Object.entries(methods)) {
+    step(
+      `${method}: ${WARM_UP} warm-up calls each, then ${calls} timed calls each in batches of ${BATCH}`,
     );
-    const socket = join(dir, 'run', 'cri.sock');
-    mkdirSync(dirname(socket), { recursive: true });
-    const server = startProgram(cleanup, process.execPath, [
-      main,
-      'serve',
-      '--config',
-      rules,
-      '--listen',
-      `unix://${socket}`,
-      '--backend-endpoint',
-      `unix://${containerd.socket}`,
-    ]);
-    for (let i = 0; !server.log().includes('"msg":"serving"'); i++) {
-      if (i > 600 || server.child.exitCode !== null)
-        throw new Error(`serve did not start: ${server.log()}`);
-      await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < WARM_UP; i++) {
+      await call(direct, method, request);
+      await call(ours, method, request);
     }
-    const ours = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
-    cleanup.add('close our client', () => ours.close());
-
-    const methods = {
-      ListImages: Buffer.alloc(0),
-      ImageStatus: imageSpecRequest(image),
-    } as const;
-    const results: Record<string, Record<'direct' | 'ours', { p50: number; p99: number }>> = {};
-    for (const [method, request] of Object.entries(methods)) {
-      step(
-        `${method}: ${WARM_UP} warm-up calls each, then ${calls} timed calls each in batches of ${BATCH}`,
-      );
-      for (let i = 0; i < WARM_UP; i++) {
-        await call(direct, method, request);
-        await call(ours, method, request);
-      }
-      const times = { direct: [] as number[], ours: [] as number[] };
-      for (let done = 0; done < calls; done += BATCH) {
-        for (const [target, client] of [
-          ['direct', direct],
-          ['ours', ours],
-        ] as const) {
-          for (let i = 0; i < BATCH; i++) {
-            const started = performance.now();
-            await call(client, method, request);
-            times[target].push(performance.now() - started);
-          }
+    const times = { direct: [] as number[], ours: [] as number[] };
+    for (let done = 0; done < calls; done += BATCH) {
+      for (const [target, client] of [
+        ['direct', direct],
+        ['ours', ours],
+      ] as const) {
+        for (let i = 0; i < BATCH; i++) {
+          const started = performance.now();
+          await call(client, method, request);
+          times[target].push(performance.now() - started);
         }
       }
-      results[method] = {
-        direct: { p50: percentile(times.direct, 50), p99: percentile(times.direct, 99) },
-        ours: { p50: percentile(times.ours, 50), p99: percentile(times.ours, 99) },
-      };
     }
-
-    const ms = (v: number) => v.toFixed(3);
-    const rows: string[][] = [
-      [
-        '',
-        'direct p50',
-        'ours p50',
-        'added p50',
-        'ratio p50',
-        'direct p99',
-        'ours p99',
-        'added p99',
-      ],
-    ];
-    for (const [method, r] of Object.entries(results)) {
-      rows.push([
-        `${method} (ms)`,
-        ms(r.direct.p50),
-        ms(r.ours.p50),
-        `+${ms(r.ours.p50 - r.direct.p50)}`,
-        `${(r.ours.p50 / r.direct.p50).toFixed(2)}x`,
-        ms(r.direct.p99),
-        ms(r.ours.p99),
-        `+${ms(r.ours.p99 - r.direct.p99)}`,
-      ]);
-    }
-    const containerdVersion = spawnSync('containerd', ['--version'], {
-      encoding: 'utf8',
-    }).stdout.trim();
-    const out = [
-      '',
-      `kubelet-image-service forwarding benchmark: ${calls} sequential calls per method and target, in alternating batches of ${BATCH}`,
-      `machine: ${cpus().length} cores (${cpus()[0]?.model.split(' ').slice(0, 2).join(' ')}), load average ${loadavg()[0]?.toFixed(2)}; node ${process.version}; ${containerdVersion}`,
-      'direct = grpc-js client -> containerd CRI socket; ours = the same client -> kubelet-image-service serve -> containerd',
-      '',
-      formatTable(rows),
-      '',
-      'targets:',
-      ...Object.entries(results).map(([method, r]) => {
-        const added = r.ours.p50 - r.direct.p50;
-        return `  ${added <= TARGET_P50_MS ? 'PASS' : 'MISS'}  ${method} added p50 <= ${TARGET_P50_MS} ms   +${ms(added)} ms`;
-      }),
-      '',
-      'A benchmark, not a test: the figures vary with the machine and its load; it exits 0 either way.',
-      '',
-    ];
-    process.stdout.write(out.join('\n'));
-    mkdirSync(dirname(json), { recursive: true });
-    writeFileSync(json, `${JSON.stringify({ calls, batch: BATCH, results }, null, 2)}\n`);
-    step(`figures written to ${json}`);
-  } finally {
-    step('stopping everything');
-    await cleanup.run();
+    results[method] = {
+      direct: { p50: percentile(times.direct, 50), p99: percentile(times.direct, 99) },
+      ours: { p50: percentile(times.ours, 50), p99: percentile(times.ours, 99) },
+    };
   }
+
+  const ms = (v: number) => v.toFixed(3);
+  const rows: string[][] = [
+    ['', 'direct p50', 'ours p50', 'added p50', 'ratio p50', 'direct p99', 'ours p99', 'added p99'],
+  ];
+  for (const [method, r] of Object.entries(results)) {
+    rows.push([
+      `${method} (ms)`,
+      ms(r.direct.p50),
+      ms(r.ours.p50),
+      `+${ms(r.ours.p50 - r.direct.p50)}`,
+      `${(r.ours.p50 / r.direct.p50).toFixed(2)}x`,
+      ms(r.direct.p99),
+      ms(r.ours.p99),
+      `+${ms(r.ours.p99 - r.direct.p99)}`,
+    ]);
+  }
+  const containerdVersion = spawnSync('containerd', ['--version'], {
+    encoding: 'utf8',
+  }).stdout.trim();
+  const out = [
+    '',
+    `kubelet-image-service forwarding benchmark: ${calls} sequential calls per method and target, in alternating batches of ${BATCH}`,
+    `machine: ${cpus().length} cores (${cpus()[0]?.model.split(' ').slice(0, 2).join(' ')}), load average ${loadavg()[0]?.toFixed(2)}; node ${process.version}; ${containerdVersion}`,
+    'direct = grpc-js client -> containerd CRI socket; ours = the same client -> kubelet-image-service serve -> containerd',
+    '',
+    formatTable(rows),
+    '',
+    'targets:',
+    ...Object.entries(results).map(([method, r]) => {
+      const added = r.ours.p50 - r.direct.p50;
+      return `  ${added <= TARGET_P50_MS ? 'PASS' : 'MISS'}  ${method} added p50 <= ${TARGET_P50_MS} ms   +${ms(added)} ms`;
+    }),
+    '',
+    'A benchmark, not a test: the figures vary with the machine and its load; it exits 0 either way.',
+    '',
+  ];
+  process.stdout.write(out.join('\n'));
+  mkdirSync(dirname(json), { recursive: true });
+  writeFileSync(json, `${JSON.stringify({ calls, batch: BATCH, results }, null, 2)}\n`);
+  step(`figures written to ${json}`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await runBench(main);

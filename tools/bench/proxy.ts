@@ -30,8 +30,9 @@ import {
   splitRanges,
   type WrkResult,
 } from './parse.ts';
-import { Cleanup, runWrk, startNginx, startProxy } from './processes.ts';
+import { type Cleanup, runWrk, startNginx, startProxy } from './processes.ts';
 import { childrenOf, cpuMs, peakRss, rssOf } from './procfs.ts';
+import { requirePrograms, runBench, step, versionOf } from './run.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MiB = 1024 * 1024;
@@ -51,12 +52,6 @@ const USAGE = `usage: node tools/bench/proxy.ts [options]   (pnpm bench:proxy [o
 
 type Target = 'direct' | 'nginx' | 'ours';
 const TARGETS: readonly Target[] = ['direct', 'nginx', 'ours'];
-
-function step(message: string): void {
-  process.stderr.write(
-    `[bench ${(performance.now() / 1000).toFixed(1).padStart(6)}s] ${message}\n`,
-  );
-}
 
 function options() {
   const { values } = parseArgs({
@@ -86,30 +81,6 @@ function options() {
   if (!Number.isInteger(seconds) || seconds < 1)
     throw new TypeError('--seconds must be a whole number >= 1');
   return { size, rssSize, runs, seconds, json: values.json, cpuProf: values['cpu-prof'] };
-}
-
-/** Fails early, naming the Debian package, when a program the bench runs is missing. */
-function requirePrograms(): void {
-  const needed: Record<string, string> = {
-    'docker-registry': 'docker-registry',
-    skopeo: 'skopeo',
-    nginx: 'nginx-light',
-    wrk: 'wrk',
-    tar: 'tar',
-  };
-  const missing = Object.entries(needed).filter(
-    ([program]) => spawnSync('sh', ['-c', `command -v ${program}`]).status !== 0,
-  );
-  if (missing.length > 0) {
-    throw new Error(
-      `missing ${missing.map(([p, pkg]) => `${p} (Debian ${pkg})`).join(', ')}; node tools/debian-deps.mjs installs them`,
-    );
-  }
-}
-
-function versionOf(command: string, args: string[]): string {
-  const out = spawnSync(command, args, { encoding: 'utf8' });
-  return `${out.stdout}${out.stderr}`.split('\n')[0]?.trim() ?? '?';
 }
 
 async function listen(server: Server): Promise<string> {
@@ -244,7 +215,13 @@ interface Figures {
 
 async function main(cleanup: Cleanup): Promise<void> {
   const opts = options();
-  requirePrograms();
+  requirePrograms({
+    'docker-registry': 'docker-registry',
+    skopeo: 'skopeo',
+    nginx: 'nginx-light',
+    wrk: 'wrk',
+    tar: 'tar',
+  });
   const loadAtStart = loadavg()[0] ?? 0;
   if (loadAtStart > cpus().length / 2)
     step(
@@ -607,28 +584,4 @@ function report(opts: ReturnType<typeof options>, blob: LargeImage['layer'], r: 
   step(`figures written to ${opts.json}`);
 }
 
-const cleanup = new Cleanup();
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (interrupted) return;
-    interrupted = true;
-    step(`${signal}: stopping everything`);
-    cleanup.run().finally(() => process.exit(130));
-  });
-}
-process.on('exit', () => cleanup.runSync());
-try {
-  await main(cleanup);
-} catch (err) {
-  // After a signal, errors are those of the processes being stopped under the run.
-  if (!interrupted) {
-    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  }
-} finally {
-  if (!interrupted) {
-    step('stopping everything');
-    await cleanup.run();
-  }
-}
+await runBench(main);
