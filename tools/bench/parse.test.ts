@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
+  counterSum,
   formatSize,
   formatTable,
   median,
+  parseBearerChallenge,
   parseSize,
   parseWrkOutput,
   parseWrkTime,
   percentile,
+  refreshesWithin,
   splitRanges,
 } from './parse.ts';
 
@@ -96,8 +99,60 @@ describe('parseSize', () => {
     expect(() => parseSize(text)).toThrow(/not a size such as 256M or 1G/);
   });
 
-  it('refuses sizes below 1 MiB', () => {
+  it('refuses sizes below 1 MiB, or below the minimum given', () => {
     expect(() => parseSize('512K')).toThrow(/below 1 MiB/);
+    expect(parseSize('256K', 1)).toBe(256 * 1024);
+    expect(() => parseSize('0', 1)).toThrow(/below 1 B/);
+  });
+});
+
+describe('counterSum', () => {
+  const exposition = [
+    '# HELP registry_proxy_upstream_token_fetches_total Upstream token fetches.',
+    '# TYPE registry_proxy_upstream_token_fetches_total counter',
+    'registry_proxy_upstream_token_fetches_total{upstream="a",outcome="ok"} 3',
+    'registry_proxy_upstream_token_fetches_total{upstream="b",outcome="error"} 2',
+    'registry_proxy_upstream_token_fetches_total_other 100',
+    'registry_proxy_credential_fetches_total 4 1700000000000',
+  ].join('\n');
+
+  it('adds every sample of the counter across labels, and only of that counter', () => {
+    expect(counterSum(exposition, 'registry_proxy_upstream_token_fetches_total')).toBe(5);
+    expect(counterSum(exposition, 'registry_proxy_credential_fetches_total')).toBe(4);
+  });
+
+  it('is 0 for a counter that is absent', () => {
+    expect(counterSum(exposition, 'registry_proxy_nothing_total')).toBe(0);
+  });
+});
+
+describe('parseBearerChallenge', () => {
+  it('reads realm and service, quoted or not, any case of the scheme', () => {
+    expect(
+      parseBearerChallenge(
+        'Bearer realm="http://127.0.0.1:5000/token",service="proxy",scope="repository:a/b:pull"',
+      ),
+    ).toEqual({ realm: 'http://127.0.0.1:5000/token', service: 'proxy' });
+    expect(parseBearerChallenge('bearer service=s, realm="https://x/t\\"q"')).toEqual({
+      realm: 'https://x/t"q',
+      service: 's',
+    });
+  });
+
+  it.each(['Basic realm="x"', 'Bearer service="s"', ''])('refuses %j', (header) => {
+    expect(() => parseBearerChallenge(header)).toThrow();
+  });
+});
+
+describe('refreshesWithin', () => {
+  it('counts the first fetch and one per lifetime less the margin', () => {
+    expect(refreshesWithin(60_000, 60_000, 10_000)).toBe(2);
+    expect(refreshesWithin(49_999, 60_000, 10_000)).toBe(1);
+    expect(refreshesWithin(60_000, 120_000, 60_000)).toBe(2);
+  });
+
+  it('refuses a margin as long as the lifetime', () => {
+    expect(() => refreshesWithin(1, 10, 10)).toThrow(RangeError);
   });
 });
 

@@ -8,13 +8,13 @@ const MiB = 1024 * 1024;
  *
  * @throws TypeError naming the accepted forms
  */
-export function parseSize(text: string): number {
+export function parseSize(text: string, min = MiB): number {
   const m = /^(\d+(?:\.\d+)?)\s*(?:([KMG])(?:i?B)?|B)?$/i.exec(text.trim());
   if (!m) throw new TypeError(`size ${JSON.stringify(text)} is not a size such as 256M or 1G`);
   const unit = (m[2] ?? '').toUpperCase();
   const factor = unit === 'K' ? 1024 : unit === 'M' ? MiB : unit === 'G' ? 1024 * MiB : 1;
   const bytes = Math.round(Number(m[1]) * factor);
-  if (bytes < MiB) throw new TypeError(`size ${JSON.stringify(text)} is below 1 MiB`);
+  if (bytes < min) throw new TypeError(`size ${JSON.stringify(text)} is below ${formatSize(min)}`);
   return bytes;
 }
 
@@ -147,4 +147,51 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+/**
+ * The sum of every sample of the counter `name` in a Prometheus text exposition, whatever its
+ * labels (`name{...} value` and `name value` lines; comments skipped). 0 when there is none.
+ */
+export function counterSum(exposition: string, name: string): number {
+  let sum = 0;
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== '{' && rest[0] !== ' ') continue;
+    const value = Number(
+      rest
+        .slice(rest.lastIndexOf('}') + 1)
+        .trim()
+        .split(/\s+/)[0],
+    );
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
+}
+
+/**
+ * `realm` and `service` of a `Bearer` challenge (`WWW-Authenticate`), quoted or not.
+ *
+ * @throws Error when it is not a Bearer challenge with a realm
+ */
+export function parseBearerChallenge(header: string): { realm: string; service: string } {
+  const m = /^\s*Bearer\s+(.*)$/i.exec(header);
+  if (!m) throw new Error(`not a Bearer challenge: ${JSON.stringify(header)}`);
+  const params: Record<string, string> = {};
+  for (const p of (m[1] ?? '').matchAll(/([A-Za-z]+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) {
+    params[(p[1] ?? '').toLowerCase()] = p[2]?.replace(/\\(.)/g, '$1') ?? p[3] ?? '';
+  }
+  if (!params.realm) throw new Error(`Bearer challenge without a realm: ${JSON.stringify(header)}`);
+  return { realm: params.realm, service: params.service ?? '' };
+}
+
+/**
+ * How many fetches a cache that renews `marginMs` before expiry needs over `runMs` for one key:
+ * the first, then one per `lifetimeMs - marginMs`.
+ */
+export function refreshesWithin(runMs: number, lifetimeMs: number, marginMs: number): number {
+  const every = lifetimeMs - marginMs;
+  if (!(every > 0)) throw new RangeError('the margin must be shorter than the lifetime');
+  return 1 + Math.floor(runMs / every);
 }
