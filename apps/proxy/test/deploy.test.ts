@@ -204,6 +204,79 @@ describe('deploy/ (Kubernetes manifests)', () => {
   }, 60_000);
 });
 
+/** The documents of a component's files, by kind. */
+function component(dir: string): { kustomization: Manifest; byKind: Map<string, Manifest> } {
+  const byKind = new Map<string, Manifest>();
+  let kustomization: Manifest | undefined;
+  for (const file of readdirSync(join(deployDir, dir))) {
+    for (const doc of parseAllDocuments(readFileSync(join(deployDir, dir, file), 'utf8'), {
+      version: '1.1',
+    })) {
+      if (doc.errors.length > 0) throw new Error(`${dir}/${file}: ${doc.errors[0]?.message}`);
+      const manifest = doc.toJS() as Manifest;
+      if (file === 'kustomization.yaml') kustomization = manifest;
+      else byKind.set(manifest.kind, manifest);
+    }
+  }
+  if (!kustomization) throw new Error(`${dir} has no kustomization.yaml`);
+  return { kustomization, byKind };
+}
+
+describe('deploy/ optional components (docs/threat-model.md)', () => {
+  it('network-policy: admits only the proxy port, and keeps metadata and private ranges out of egress', () => {
+    const { kustomization, byKind } = component('network-policy');
+    expect(kustomization.kind).toBe('Component');
+    expect(kustomization.resources).toEqual(['networkpolicy.yaml']);
+    const policy = byKind.get('NetworkPolicy') as Manifest;
+    expect(selects(policy.spec.podSelector)).toBe(true);
+    expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    const ports = policy.spec.ingress.flatMap((r: { ports: { port: number }[] }) => r.ports);
+    expect(ports).toEqual([{ protocol: 'TCP', port: container.ports[0].containerPort }]);
+    const blocks = policy.spec.egress.flatMap((r: { to: { ipBlock?: unknown }[] }) =>
+      r.to.flatMap((t) => (t.ipBlock ? [t.ipBlock] : [])),
+    ) as { cidr: string; except?: string[] }[];
+    expect(blocks.length).toBeGreaterThan(0);
+    for (const block of blocks) {
+      expect(block.except).toEqual(
+        expect.arrayContaining(['169.254.0.0/16', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']),
+      );
+    }
+  });
+
+  it('tokenreview: a service account allowed TokenReviews only, its token mounted for the proxy', () => {
+    const { kustomization, byKind } = component('tokenreview');
+    expect(kustomization.kind).toBe('Component');
+    const account = byKind.get('ServiceAccount') as Manifest;
+    const binding = byKind.get('ClusterRoleBinding') as Manifest;
+    expect(binding.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: 'system:auth-delegator',
+    });
+    expect(binding.subjects).toHaveLength(1);
+    expect(binding.subjects[0]).toMatchObject({
+      kind: 'ServiceAccount',
+      name: account.metadata.name,
+    });
+    // the account mounts no token anywhere else; only the proxy's pod asks for it
+    expect(account.automountServiceAccountToken).toBe(false);
+    const patch = byKind.get('Deployment') as Manifest;
+    expect(patch.metadata.name).toBe(deployment.metadata.name);
+    expect(kustomization.patches).toEqual([
+      {
+        path: 'deployment-patch.yaml',
+        target: { kind: 'Deployment', name: deployment.metadata.name },
+      },
+    ]);
+    expect(patch.spec.template.spec).toEqual({
+      serviceAccountName: account.metadata.name,
+      automountServiceAccountToken: true,
+    });
+    // without the component the proxy has no token at all
+    expect(pod.automountServiceAccountToken).toBe(false);
+  });
+});
+
 async function listening(child: ChildProcess): Promise<string> {
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
