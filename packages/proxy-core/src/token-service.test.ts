@@ -132,6 +132,33 @@ describe('token service', () => {
     t += 931_000;
   });
 
+  it('stops accepting a token it verified before once the token expires', async () => {
+    const { token } = await service.issue({ username: 'alice', password: 'wonderland' }, [
+      'repository:team-a/app:pull',
+    ]);
+    // verified in full, then again (remembered) until just before exp + tolerance
+    expect((await service.verify(token)).subject).toBe('users:alice');
+    t += 929_000;
+    expect(service.allows(await service.verify(token), 'team-a/app', 'pull')).toBe(true);
+    t += 2_000;
+    await refused(token);
+    t -= 931_000;
+  });
+
+  it('checks in full a token that differs in one byte from one verified before', async () => {
+    const { token } = await service.issue({ username: 'alice', password: 'wonderland' }, [
+      'repository:team-a/app:pull',
+    ]);
+    await service.verify(token);
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const widened = Buffer.from(payload, 'base64url')
+      .toString()
+      .replace('team-a/app', 'team-b/app');
+    await refused(`${header}.${Buffer.from(widened).toString('base64url')}.${signature}`);
+    const flipped = signature.endsWith('A') ? 'B' : 'A';
+    await refused(`${header}.${payload}.${signature.slice(0, -1)}${flipped}`);
+  });
+
   it('refuses alg none', async () => {
     const kid = service.jwks().keys[0]?.kid;
     await refused(`${b64({ alg: 'none', typ: 'JWT', kid })}.${b64(claims())}.`);
