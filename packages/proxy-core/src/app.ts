@@ -10,6 +10,7 @@ import { RegistryError } from './errors.js';
 import { discardBody, nodeBodyOf, nodeFetch, pipeToClient, withWebBody } from './node-stream.js';
 import { requestInfo } from './observe.js';
 import { checkRedirect, guardedLookup, systemResolve } from './redirect-guard.js';
+import { requestGuard } from './request-guard.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
@@ -80,6 +81,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     if (e.status === 429 && typeof wait === 'number') headers['retry-after'] = String(wait);
     return c.json(e.toJSON(), e.status as 400, headers);
   });
+  app.use('*', requestGuard());
   const clientAuth = options.auth;
   if (clientAuth) mountTokenRoutes(app, clientAuth);
   app.notFound(() => {
