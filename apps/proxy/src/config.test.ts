@@ -157,4 +157,41 @@ describe('blobs', () => {
       ),
     ).toThrow(/blobs\.mode/);
   });
+
+  it('takes allowInternalRedirects per upstream and lists each bad entry by path', () => {
+    const config = checkConfig(
+      {
+        upstreams: [
+          {
+            name: 'minio',
+            prefix: '',
+            url: 'http://registry.internal:5000',
+            allowInternalRedirects: ['10.0.0.0/8', 'storage.internal:9000'],
+          },
+        ],
+      },
+      'test',
+    );
+    expect(coreOptions(config).upstreams[0]?.allowInternalRedirects).toEqual([
+      '10.0.0.0/8',
+      'storage.internal:9000',
+    ]);
+    expect(() =>
+      checkConfig(
+        {
+          upstreams: [
+            {
+              name: 'x',
+              prefix: '',
+              url: 'https://r.example.com',
+              allowInternalRedirects: ['10.0.0.0/8', '10.0.0.0/40', 'http://s3.internal'],
+            },
+          ],
+        },
+        'test',
+      ),
+    ).toThrow(
+      /upstreams\.0\.allowInternalRedirects\.1: "10\.0\.0\.0\/40" is not a CIDR.*; upstreams\.0\.allowInternalRedirects\.2: "http:\/\/s3\.internal"/,
+    );
+  });
 });

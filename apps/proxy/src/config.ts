@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ProxyCoreOptions } from '@org/proxy-core';
+import { type ProxyCoreOptions, parseRedirectAllow } from '@org/proxy-core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -50,6 +50,22 @@ const upstream = z
     hosts: z.array(z.string().min(1)).min(1).optional(),
     ns: z.array(z.string().min(1)).min(1).optional(),
     catalog: z.boolean().optional(),
+    allowInternalRedirects: z
+      .array(z.string())
+      .superRefine((list, ctx) => {
+        list.forEach((entry, i) => {
+          try {
+            parseRedirectAllow([entry], 'entry');
+          } catch (err) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i],
+              message: (err as Error).message.replace(/^entry\[0\]: /, ''),
+            });
+          }
+        });
+      })
+      .optional(),
   })
   .strict();
 
@@ -358,6 +374,9 @@ export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
       ...(u.hosts === undefined ? {} : { hosts: u.hosts }),
       ...(u.ns === undefined ? {} : { ns: u.ns }),
       ...(u.catalog === undefined ? {} : { catalog: u.catalog }),
+      ...(u.allowInternalRedirects === undefined
+        ? {}
+        : { allowInternalRedirects: u.allowInternalRedirects }),
       // zod's optional fields are `T | undefined`; the values are the schema-checked ones.
       ...(u.credentials === undefined
         ? {}

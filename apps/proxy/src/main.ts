@@ -8,7 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
-import { createProxyApp } from '@org/proxy-core';
+import { createProxyApp, RegistryError, requestGuard } from '@org/proxy-core';
 import { RegistryAuth } from '@org/registry-auth';
 import {
   setRegistryValidationDefaults,
@@ -128,6 +128,11 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const app = new Hono();
+  // Dot segments and duplicate Host headers are refused before any route (also /metrics).
+  app.use('*', requestGuard());
+  app.notFound((c) =>
+    c.json(new RegistryError(404, 'NAME_UNKNOWN', 'not a registry API path').toJSON(), 404),
+  );
   app.get('/healthz', (c) => c.text('ok'));
   // Not ready while shutting down, so load balancers stop sending new pulls first.
   app.get('/readyz', (c) => (stopping ? c.text('stopping', 503) : c.text('ready')));

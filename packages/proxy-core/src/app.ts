@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CredentialsError, RegistryAuth, RegistryValidationError } from '@org/registry-auth';
 import { type Context, Hono } from 'hono';
@@ -8,6 +9,8 @@ import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from '
 import { RegistryError } from './errors.js';
 import { discardBody, nodeBodyOf, nodeFetch, pipeToClient, withWebBody } from './node-stream.js';
 import { requestInfo } from './observe.js';
+import { checkRedirect, guardedLookup, systemResolve } from './redirect-guard.js';
+import { requestGuard } from './request-guard.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
@@ -46,6 +49,8 @@ type Transport = (
     headers: Record<string, string>;
     redirect: 'manual';
     signal: AbortSignal;
+    /** For sockets to a redirect target: re-checks the addresses connected to (node:http path). */
+    lookup?: LookupFunction;
   },
 ) => Promise<Response>;
 const MAX_REDIRECTS = 5;
@@ -64,6 +69,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   const manifestMax = options.manifestMaxBytes ?? 4 * 1024 * 1024;
   const timeoutMs = options.upstreamTimeoutMs ?? 30_000;
   const redirectBlobs = options.blobs?.mode === 'redirect';
+  const resolveHost = options.resolveHost ?? systemResolve;
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -75,6 +81,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     if (e.status === 429 && typeof wait === 'number') headers['retry-after'] = String(wait);
     return c.json(e.toJSON(), e.status as 400, headers);
   });
+  app.use('*', requestGuard());
   const clientAuth = options.auth;
   if (clientAuth) mountTokenRoutes(app, clientAuth);
   app.notFound(() => {
@@ -115,6 +122,9 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
       let target = url;
       for (let hop = 0; ; hop++) {
         const sameOrigin = target.origin === upstream.base.origin;
+        // A redirect to another origin must not lead into our own network (SSRF).
+        const lookup = hop > 0 ? guardedLookup(target, upstream, resolveHost) : undefined;
+        if (hop > 0) await checkRedirect(target, upstream, resolveHost);
         const res = await transport(target, {
           method: init.method,
           headers: {
@@ -124,6 +134,7 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
           },
           redirect: 'manual',
           signal,
+          ...(lookup ? { lookup } : {}),
         });
         const location =
           res.status >= 301 && res.status <= 308 && res.status !== 304

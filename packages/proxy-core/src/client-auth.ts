@@ -58,7 +58,8 @@ export async function requireToken(
       ? undefined
       : `repository:${name}:pull`;
   const header = c.req.header('authorization') ?? '';
-  const bearer = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header)?.[1];
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  const bearer = /^Bearer ([A-Za-z0-9._~+/=-]+)$/i.exec(header)?.[1];
   if (bearer === undefined) {
     throw new ChallengeError('UNAUTHORIZED', 'authentication required', challenge(auth, scope));
   }
@@ -89,6 +90,11 @@ export async function requireToken(
 /** `/token` (GET with Basic, POST OAuth2 form) and `/.well-known/jwks.json`. */
 export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
   const throttle = auth.loginThrottle ?? new LoginThrottle();
+  /** A refused login as a 401 with the Basic challenge RFC 9110 §15.5.2 requires on every 401. */
+  const basicChallenge = (err: unknown): unknown =>
+    err instanceof RegistryError && err.status === 401 && !(err instanceof ChallengeError)
+      ? new ChallengeError('UNAUTHORIZED', err.message, `Basic realm="${auth.service}"`)
+      : err;
 
   /** Issues a token, refusing logins from a username or address that failed too often. */
   const issue = async (c: Context, login: Login | undefined, scopes: string[]) => {
@@ -111,7 +117,7 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
     } catch (err) {
       if (login !== undefined && err instanceof RegistryError && err.status === 401)
         throttle.failed(username, address);
-      throw err;
+      throw basicChallenge(err);
     }
   };
 
@@ -126,7 +132,7 @@ export function mountTokenRoutes(app: Hono, auth: ClientAuth): void {
       login = basicLogin(c.req.header('authorization'));
     } catch (err) {
       throttle.failed(undefined, address);
-      throw err;
+      throw basicChallenge(err);
     }
     return issue(c, login, c.req.queries('scope') ?? []);
   });

@@ -2,6 +2,7 @@ import type { GetRegistryCredentialsOptions, RegistryAuth } from '@org/registry-
 import { registryHostOf, validateRepositoryName } from '@org/registry-domains';
 import type { LoginThrottle } from './login-throttle.js';
 import type { ProxyObserver } from './observe.js';
+import { parseRedirectAllow, type RedirectAllow, type Resolve } from './redirect-guard.js';
 import type { TokenService } from './token-service.js';
 
 /** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
@@ -41,6 +42,14 @@ export interface UpstreamConfig {
    * `repositoryPrefix`, named as clients see them. Default false: `_catalog` is refused.
    */
   readonly catalog?: boolean;
+  /**
+   * Internal destinations this upstream may redirect the proxy to: CIDRs (`10.0.0.0/8`),
+   * addresses, host names (`minio.internal`, `storage.internal:9000`). Redirects to another
+   * origin whose host is or resolves to a loopback, link-local (cloud metadata), private,
+   * CGNAT, unspecified or other non-public address are otherwise refused with 502. Redirects
+   * within the upstream's own origin are always followed. Default: none.
+   */
+  readonly allowInternalRedirects?: readonly string[];
 }
 
 export interface ProxyCoreOptions {
@@ -73,6 +82,11 @@ export interface ProxyCoreOptions {
   };
   /** Where upstream credentials come from. Default: a new RegistryAuth. */
   readonly registryAuth?: RegistryAuth;
+  /**
+   * Resolves a redirect target's host name to every address, for the internal-address check.
+   * Default: the system resolver (`dns.lookup`, all addresses).
+   */
+  readonly resolveHost?: Resolve;
   /** Clock in milliseconds. Default `Date.now`. */
   readonly now?: () => number;
   /** Metric hooks (per-request facts are in {@link requestInfo}). */
@@ -84,6 +98,8 @@ export interface ResolvedUpstream extends UpstreamConfig {
   readonly repositoryPrefix: string;
   /** How many of `hosts` / `ns` it constrains on: more specific upstreams are tried first. */
   readonly specificity: number;
+  /** `allowInternalRedirects`, checked. */
+  readonly redirectAllow: RedirectAllow;
 }
 
 /** A bare `host[:port]` by the reference grammar of @org/registry-domains. */
@@ -155,7 +171,11 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
       throw new TypeError(`${where}.repositoryPrefix: lowercase repository components`);
     }
     const specificity = (u.hosts ? 1 : 0) + (u.ns ? 1 : 0);
-    return { ...u, base, repositoryPrefix, specificity };
+    const redirectAllow = parseRedirectAllow(
+      u.allowInternalRedirects,
+      `${where}.allowInternalRedirects`,
+    );
+    return { ...u, base, repositoryPrefix, specificity, redirectAllow };
   });
   if (out.filter((u) => u.catalog === true).length > 1)
     throw new TypeError('upstreams: catalog can be served by one upstream only');

@@ -7,6 +7,9 @@ export type { LoginThrottleOptions } from './login-throttle.js';
 export { LoginThrottle } from './login-throttle.js';
 export type { ProxyObserver, RequestInfo } from './observe.js';
 export { requestInfo } from './observe.js';
+export type { RedirectAllow, Resolve } from './redirect-guard.js';
+export { internalKind, parseRedirectAllow } from './redirect-guard.js';
+export { requestGuard } from './request-guard.js';
 export type { V2Request } from './route.js';
 export { parseV2Path } from './route.js';
 export type {

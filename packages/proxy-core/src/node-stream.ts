@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import { Readable } from 'node:stream';
 import { type RawBody, rawBodyOf, rawGet } from './raw-http.js';
 
@@ -39,7 +40,12 @@ export function withWebBody(res: Response): Response {
  */
 export function nodeFetch(
   url: URL,
-  init: { method: string; headers: Record<string, string>; signal?: AbortSignal },
+  init: {
+    method: string;
+    headers: Record<string, string>;
+    signal?: AbortSignal;
+    lookup?: LookupFunction;
+  },
 ): Promise<Response> {
   if (init.method !== 'GET') return Promise.reject(new TypeError('nodeFetch only GETs'));
   return rawGet(url, init);

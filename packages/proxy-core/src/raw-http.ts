@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { type LookupFunction, connect as netConnect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { ResponseParseError, ResponseParser } from './http1-response.js';
@@ -88,6 +88,7 @@ class Connection {
   constructor(
     readonly origin: string,
     url: URL,
+    lookup?: LookupFunction,
   ) {
     const tls = url.protocol === 'https:';
     // The pool the next read's buffer comes from.
@@ -126,8 +127,9 @@ class Connection {
           servername: /^[\d.]+$|:/.test(host) ? undefined : host,
           ALPNProtocols: ['http/1.1'],
           onread,
+          ...(lookup ? { lookup } : {}),
         } as ConnectionOptions)
-      : netConnect({ host, port, onread });
+      : netConnect({ host, port, onread, ...(lookup ? { lookup } : {}) });
     this.socket.setNoDelay(true);
     this.socket.on('error', (err) => this.current?.fail(err));
     this.socket.on('end', () => {
@@ -417,7 +419,7 @@ const BAD_VALUE = /[\0\r\n]/;
  */
 export async function rawGet(
   url: URL,
-  init: { headers: Record<string, string>; signal?: AbortSignal },
+  init: { headers: Record<string, string>; signal?: AbortSignal; lookup?: LookupFunction },
 ): Promise<Response> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw new TypeError(`unsupported URL scheme ${url.protocol}`);
@@ -433,10 +435,10 @@ export async function rawGet(
   const origin = `${url.protocol}//${url.host}`;
   const reused = takeIdle(origin);
   try {
-    return await exchange(reused ?? new Connection(origin, url), head, init.signal);
+    return await exchange(reused ?? new Connection(origin, url, init.lookup), head, init.signal);
   } catch (err) {
     if (reused === undefined || reused.used || init.signal?.aborted) throw err;
-    return exchange(new Connection(origin, url), head, init.signal);
+    return exchange(new Connection(origin, url, init.lookup), head, init.signal);
   }
 }
 

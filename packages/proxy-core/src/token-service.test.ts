@@ -64,6 +64,11 @@ describe('parseScopes', () => {
     [['registry:catalog:*'], []],
     [['repository:Team/App:pull', 'repository:../x:pull', 'garbage', 'repository:x'], []],
     [['repository:a:pull,pull,push'], [{ name: 'a', actions: ['pull', 'push'] }]],
+    // repeated scopes (500 of them) must not grow the token: one entry, actions merged
+    [
+      [...Array(500).fill('repository:a:pull'), 'repository:a:push'],
+      [{ name: 'a', actions: ['pull', 'push'] }],
+    ],
   ])('%j', (scopes, expected) => {
     expect(parseScopes(scopes)).toEqual(expected);
   });

@@ -97,12 +97,14 @@ export interface RequestedScope {
 }
 
 /**
- * Parses scope strings (each may hold several space-separated scopes). The name sits between the
+ * Parses scope strings (each may hold several space-separated scopes); a name asked for more
+ * than once gives one entry with the actions merged. The name sits between the
  * first and the last `:` (names may carry a port). Only `repository` scopes with a valid name are
  * kept; anything else is ignored, never an error (clients ask for `registry:catalog:*` too).
  */
 export function parseScopes(scopes: readonly string[]): RequestedScope[] {
-  const out: RequestedScope[] = [];
+  // One entry per name, actions merged: repeated scopes must not grow the token.
+  const byName = new Map<string, Set<string>>();
   for (const scope of scopes.flatMap((s) => s.split(' '))) {
     if (scope.length > 1024) continue;
     const first = scope.indexOf(':');
@@ -116,17 +118,11 @@ export function parseScopes(scopes: readonly string[]): RequestedScope[] {
     } catch {
       continue;
     }
-    const actions = [
-      ...new Set(
-        scope
-          .slice(last + 1)
-          .split(',')
-          .filter((a) => /^[a-z*]+$/.test(a)),
-      ),
-    ];
-    out.push({ name, actions });
+    const actions = byName.get(name) ?? new Set<string>();
+    for (const a of scope.slice(last + 1).split(',')) if (/^[a-z*]+$/.test(a)) actions.add(a);
+    byName.set(name, actions);
   }
-  return out;
+  return [...byName].map(([name, actions]) => ({ name, actions: [...actions] }));
 }
 
 /**

@@ -77,6 +77,7 @@ beforeEach(() => {
 function app(
   extra: {
     credentials?: Parameters<typeof createProxyApp>[0]['upstreams'][number]['credentials'];
+    allowInternalRedirects?: string[];
     now?: () => number;
     observer?: Parameters<typeof createProxyApp>[0]['observer'];
   } = {},
@@ -89,6 +90,9 @@ function app(
         url: upstream.url,
         repositoryPrefix: 'up',
         ...(extra.credentials ? { credentials: extra.credentials } : {}),
+        ...(extra.allowInternalRedirects
+          ? { allowInternalRedirects: extra.allowInternalRedirects }
+          : {}),
       },
     ],
     ...(extra.now ? { now: extra.now } : {}),
@@ -167,7 +171,10 @@ describe('upstream authentication', () => {
   });
 
   it('follows a storage redirect itself without sending the upstream token there', async () => {
-    const res = await app().request(`/v2/team/app/blobs/${D1}`);
+    // the storage stand-in is on loopback, which only an allow-list lets the proxy reach
+    const res = await app({ allowInternalRedirects: ['127.0.0.1'] }).request(
+      `/v2/team/app/blobs/${D1}`,
+    );
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('blob bytes from storage');
     expect(storage.requests[0]?.url.search).toBe('?signature=abc');
