@@ -57,6 +57,13 @@ export interface Containerd {
   mirror(registryHost: string, mirrorUrl: string): string;
   /** What containerd printed, for failure messages. */
   log(): string;
+  /**
+   * Stops containerd (SIGTERM, as systemd does) and removes its socket if it left one: the
+   * runtime of a node gone away. Its root, state and config stay for {@link Containerd.start}.
+   */
+  stop(): Promise<void>;
+  /** Starts containerd again on the same config and socket path, and waits until it answers. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -230,10 +237,10 @@ export async function startContainerd(): Promise<Containerd> {
       '',
     ].join('\n'),
   );
-  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = captureOutput(child);
+  let child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = captureOutput(child);
   const ctr = runner('ctr', ['-a', socket], {});
-  const close = async () => {
+  const stop = async () => {
     await stopProcess(child);
     for (const pid of pidsWithArguments(['-address', socket])) {
       try {
@@ -242,15 +249,21 @@ export async function startContainerd(): Promise<Containerd> {
         // exited meanwhile
       }
     }
+    rmSync(socket, { force: true });
+  };
+  const close = async () => {
+    await stop();
     removeTree(dir);
   };
-  try {
-    await waitReady('containerd', child, log, async () => {
+  const ready = () =>
+    waitReady('containerd', child, log, async () => {
       // ctr blocks for seconds dialling a socket that is not there yet
       if (!existsSync(socket)) return false;
       await ctr(['version']);
       return true;
     });
+  try {
+    await ready();
   } catch (err) {
     await close();
     throw err;
@@ -277,7 +290,17 @@ export async function startContainerd(): Promise<Containerd> {
       );
       return file;
     },
-    log,
+    log: () => log(),
+    stop,
+    async start() {
+      if (child.exitCode === null && child.signalCode === null)
+        throw new Error('containerd is running; stop() it first');
+      const earlier = log();
+      child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const current = captureOutput(child);
+      log = () => `${earlier}${current()}`;
+      await ready();
+    },
     close,
   };
 }

@@ -86,41 +86,102 @@ function asCallError(err: unknown): CallError {
   return new CallError(grpc.status.INTERNAL, (err as Error)?.message ?? String(err));
 }
 
+/** Options of {@link CriBackend}. */
+export interface CriBackendOptions {
+  /**
+   * How long a call waits for the connection to the runtime to be (re)established before it is
+   * answered UNAVAILABLE, when the caller's deadline is not sooner. Default 2000 ms: longer than
+   * the reconnect back-off (at most 1 s), so the first call after the runtime is back succeeds.
+   * It bounds connecting only, never a call the runtime has accepted.
+   */
+  readonly connectWaitMs?: number;
+  /**
+   * Extra grpc-js channel options for the connection to the runtime (tests shrink the idle
+   * timeout with them). Keepalive stays off by default: containerd's and CRI-O's gRPC servers
+   * close a connection that pings more often than every 5 minutes (`too_many_pings`), which
+   * would kill a long pull.
+   */
+  readonly channelOptions?: grpc.ChannelOptions;
+}
+
+const deadlineMs = (deadline: grpc.Deadline): number =>
+  deadline instanceof Date ? deadline.getTime() : deadline;
+
 /**
  * Forwards ImageService calls to a CRI runtime (containerd, CRI-O) on `endpoint` as raw bytes:
  * nothing is decoded, so fields newer than any proto we know reach the runtime unchanged, and
  * the runtime's answers and errors come back as they are.
+ *
+ * No deadline of our own: a call has the caller's deadline (kubelet sets none on PullImage) and
+ * ends when the caller cancels. While the runtime's socket is gone a call waits up to
+ * `connectWaitMs` for it and then fails UNAVAILABLE; the reconnect back-off is capped at 1 s
+ * (grpc-js's default grows to 120 s), so a restarted runtime is used by the next call.
  */
 export class CriBackend implements ImageBackend {
   readonly #client: grpc.Client;
+  readonly #endpoint: string;
+  readonly #connectWaitMs: number;
 
-  constructor(endpoint: string) {
+  constructor(endpoint: string, options: CriBackendOptions = {}) {
+    const { connectWaitMs = 2000 } = options;
+    if (!Number.isFinite(connectWaitMs) || connectWaitMs < 0)
+      throw new TypeError('connectWaitMs: a number of milliseconds >= 0');
+    this.#endpoint = endpoint;
+    this.#connectWaitMs = connectWaitMs;
     this.#client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       'grpc.default_authority': 'localhost',
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      ...options.channelOptions,
     });
+  }
+
+  /**
+   * Resolves once the connection is READY, or after the connect wait (the call then fails
+   * UNAVAILABLE with grpc-js's reason); rejects when the runtime accepted the connection but
+   * never completed the HTTP/2 handshake, or the caller cancelled meanwhile.
+   */
+  async #connected(context: CallContext): Promise<void> {
+    const channel = this.#client.getChannel();
+    if (context.signal.aborted)
+      throw new CallError(grpc.status.CANCELLED, 'cancelled by the caller');
+    if (channel.getConnectivityState(true) === grpc.connectivityState.READY) return;
+    const until = Math.min(deadlineMs(context.deadline), Date.now() + this.#connectWaitMs);
+    await new Promise<void>((resolve) => this.#client.waitForReady(until, () => resolve()));
+    // kubelet gave up meanwhile (or while we fetched credentials): the runtime never sees it
+    if (context.signal.aborted)
+      throw new CallError(grpc.status.CANCELLED, 'cancelled by the caller');
+    if (channel.getConnectivityState(false) === grpc.connectivityState.CONNECTING)
+      throw new CallError(
+        grpc.status.UNAVAILABLE,
+        `the runtime at ${this.#endpoint} accepted the connection but did not answer the HTTP/2 handshake`,
+      );
   }
 
   unary(method: UnaryMethod, request: Buffer, context: CallContext): Promise<Buffer> {
     const definition = rawMethod(IMAGE_SERVICE, method, false);
-    return new Promise((resolve, reject) => {
-      const call = this.#client.makeUnaryRequest(
-        definition.path,
-        identity,
-        identity,
-        request,
-        new grpc.Metadata(),
-        { deadline: context.deadline },
-        (err, response) => {
-          context.signal.removeEventListener('abort', cancel);
-          if (err) reject(asCallError(err));
-          else resolve(response as Buffer);
-        },
-      );
-      const cancel = () => call.cancel();
-      context.signal.addEventListener('abort', cancel, { once: true });
-    });
+    return this.#connected(context).then(
+      () =>
+        new Promise((resolve, reject) => {
+          const call = this.#client.makeUnaryRequest(
+            definition.path,
+            identity,
+            identity,
+            request,
+            new grpc.Metadata(),
+            { deadline: context.deadline },
+            (err, response) => {
+              context.signal.removeEventListener('abort', cancel);
+              if (err) reject(asCallError(err));
+              else resolve(response as Buffer);
+            },
+          );
+          const cancel = () => call.cancel();
+          context.signal.addEventListener('abort', cancel, { once: true });
+        }),
+    );
   }
 
   streamImages(
@@ -128,27 +189,30 @@ export class CriBackend implements ImageBackend {
     context: CallContext,
     onMessage: (message: Buffer) => void,
   ): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const call = this.#client.makeServerStreamRequest(
-        `/${IMAGE_SERVICE}/StreamImages`,
-        identity,
-        identity,
-        request,
-        new grpc.Metadata(),
-        { deadline: context.deadline },
-      );
-      const cancel = () => call.cancel();
-      context.signal.addEventListener('abort', cancel, { once: true });
-      call.on('data', (message: Buffer) => onMessage(message));
-      call.on('error', (err) => {
-        context.signal.removeEventListener('abort', cancel);
-        reject(asCallError(err));
-      });
-      call.on('end', () => {
-        context.signal.removeEventListener('abort', cancel);
-        resolve();
-      });
-    });
+    return this.#connected(context).then(
+      () =>
+        new Promise((resolve, reject) => {
+          const call = this.#client.makeServerStreamRequest(
+            `/${IMAGE_SERVICE}/StreamImages`,
+            identity,
+            identity,
+            request,
+            new grpc.Metadata(),
+            { deadline: context.deadline },
+          );
+          const cancel = () => call.cancel();
+          context.signal.addEventListener('abort', cancel, { once: true });
+          call.on('data', (message: Buffer) => onMessage(message));
+          call.on('error', (err) => {
+            context.signal.removeEventListener('abort', cancel);
+            reject(asCallError(err));
+          });
+          call.on('end', () => {
+            context.signal.removeEventListener('abort', cancel);
+            resolve();
+          });
+        }),
+    );
   }
 
   close(): void {
@@ -179,6 +243,12 @@ export interface ImageServiceOptions {
   readonly onCall?: (method: string, result: string, seconds: number) => void;
   /** Called once per credential fetch with the provider and `ok` / `error`. */
   readonly onCredentials?: (provider: string, result: 'ok' | 'error') => void;
+  /**
+   * Extra grpc-js server options (tests turn keepalive pings on with them). By default the
+   * server sets no deadline, idle or age limit and sends no keepalive pings: a call lasts as long
+   * as kubelet's own deadline allows.
+   */
+  readonly serverOptions?: grpc.ServerOptions;
 }
 
 const statusName = (code: grpc.status): string => grpc.status[code] ?? String(code);
@@ -297,6 +367,7 @@ export function createImageServiceServer(options: ImageServiceOptions): grpc.Ser
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    ...options.serverOptions,
   });
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};

@@ -9,6 +9,7 @@ export type { HostServiceUnitPaths } from './host-unit.js';
 export { HOST_SERVICE_DEFAULTS, hostServiceUnit } from './host-unit.js';
 export type {
   CallContext,
+  CriBackendOptions,
   ImageBackend,
   ImageServiceOptions,
   PullRecord,

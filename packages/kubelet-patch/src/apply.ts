@@ -252,7 +252,10 @@ async function remembered(
 }
 
 function forgetFailure(host: HostRoot, stateDir: string): void {
+  if (!host.exists(failurePath(stateDir))) return;
   host.remove(failurePath(stateDir));
+  // the record was all that kept the state directory after a rollback: the node is as it was
+  host.removeEmptyDir(stateDir);
 }
 
 /** A local file given on the command line (the rules), at most 1 MiB. */

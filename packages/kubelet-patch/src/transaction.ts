@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { PlanError, TransactionError } from './errors.js';
+import { PlanError, SystemdBusError, TransactionError } from './errors.js';
 import type { HostRoot } from './host-root.js';
 import { contentSha256, type FileChange, isLarge, type PatchMode, type Plan } from './plan.js';
 
@@ -42,8 +42,13 @@ interface FileRecord {
 export interface StateRecord {
   readonly version: 1;
   readonly mode: PatchMode;
-  /** `writing` → `written` → `restarting` → `applied`; anything but `applied` means interrupted. */
-  readonly phase: 'writing' | 'written' | 'restarting' | 'applied';
+  /**
+   * `writing` → `written` → `restarting` → `applied`; anything but `applied` means interrupted.
+   * `reverting`: a revert or rollback began putting the originals back; until kubelet has been
+   * restarted on them the record stays, so a re-run restarts it even when every file already
+   * holds its original.
+   */
+  readonly phase: 'writing' | 'written' | 'restarting' | 'applied' | 'reverting';
   readonly reload: boolean;
   readonly restart: readonly string[];
   readonly files: readonly FileRecord[];
@@ -103,7 +108,7 @@ export function readState(host: HostRoot, stateDir: string): StateRecord | null 
   if (v === null || typeof v !== 'object' || v.version !== 1) throw bad('unknown version');
   if (!['image-service', 'containerd-mirror', 'credential-provider'].includes(v.mode as string))
     throw bad('unknown mode');
-  if (!['writing', 'written', 'restarting', 'applied'].includes(v.phase as string))
+  if (!['writing', 'written', 'restarting', 'applied', 'reverting'].includes(v.phase as string))
     throw bad('unknown phase');
   if (typeof v.reload !== 'boolean') throw bad('reload');
   const unit = /^[A-Za-z0-9:_.@-]{1,255}\.service$/;
@@ -334,10 +339,12 @@ export async function applyPlan(ctx: TransactionContext, plan: Plan): Promise<Tr
     } catch (err) {
       const reason = (err as Error).message;
       log(`failed: ${reason}; rolling back`);
-      await rollBack(ctx, systemd, record('restarting'));
+      const unfinished = await rollBack(ctx, systemd, record('restarting'));
       throw new TransactionError(
         'ROLLED_BACK',
-        `${reason}; the original files are back and ${plan.restart.join(', ')} restarted on them`,
+        unfinished === null
+          ? `${reason}; the original files are back and ${plan.restart.join(', ')} restarted on them`
+          : `${reason}; the original files are back, but systemd could not restart ${plan.restart.join(', ')} on them (${unfinished}); the next run does that`,
         { cause: err },
       );
     }
@@ -423,56 +430,122 @@ async function restartAll(
   }
 }
 
-/**
- * Puts every tracked file back as it was before the patcher (when it still holds what the
- * patcher wrote; a file someone else changed since is left and reported), reloads and restarts.
- * Returns what it restored and what it left.
- */
-async function restoreFiles(
-  ctx: TransactionContext,
-  state: StateRecord,
-): Promise<{ restored: string[]; left: string[] }> {
-  const { host, stateDir, log } = ctx;
-  const originals = originalBytes(host, stateDir, state);
-  const restored: string[] = [];
-  const left: string[] = [];
-  for (const f of [...state.files].reverse()) {
-    const now = current(host, f.path);
-    const nowSha = now?.version.sha256 ?? null;
-    if (nowSha === (f.original?.sha256 ?? null)) continue;
-    // While writing, a file may still hold its original: only bytes we wrote are replaced.
-    if (nowSha !== (f.applied?.sha256 ?? null)) {
-      left.push(f.path);
-      log(`left ${f.path}: changed by something else since node-patcher wrote it`);
-      continue;
-    }
-    const bytes = originals.get(f.path) ?? null;
-    if (f.original === null || bytes === null) host.remove(f.path);
-    else
-      host.writeAtomic(f.path, bytes, {
-        mode: f.original.mode,
-        owner: { uid: f.original.uid, gid: f.original.gid },
-      });
-    restored.push(f.path);
-    log(`restored ${f.path}`);
-  }
-  return { restored, left };
+/** A file `restoreFiles` put back, with what it held before, to undo a half-done restore. */
+interface Restored {
+  readonly path: string;
+  readonly was: { bytes: Buffer | null; version: Version };
 }
 
+/**
+ * Puts every tracked file back as it was before the patcher (when it still holds what the
+ * patcher wrote; a file someone else changed since is left and reported). When a write fails
+ * half-way (a full disk), the files it already put back get the patcher's bytes again, so the
+ * node stays as it was (patched and running), and `WRITE_FAILED` is thrown.
+ */
+function restoreFiles(
+  ctx: TransactionContext,
+  state: StateRecord,
+): { restored: string[]; left: string[] } {
+  const { host, stateDir, log } = ctx;
+  const originals = originalBytes(host, stateDir, state);
+  const done: Restored[] = [];
+  const left: string[] = [];
+  try {
+    for (const f of [...state.files].reverse()) {
+      const now = current(host, f.path);
+      const nowSha = now?.version.sha256 ?? null;
+      if (nowSha === (f.original?.sha256 ?? null)) continue;
+      // While writing, a file may still hold its original: only bytes we wrote are replaced.
+      if (nowSha !== (f.applied?.sha256 ?? null)) {
+        left.push(f.path);
+        log(`left ${f.path}: changed by something else since node-patcher wrote it`);
+        continue;
+      }
+      const bytes = originals.get(f.path) ?? null;
+      if (f.original === null || bytes === null) host.remove(f.path);
+      else
+        host.writeAtomic(f.path, bytes, {
+          mode: f.original.mode,
+          owner: { uid: f.original.uid, gid: f.original.gid },
+        });
+      done.push({ path: f.path, was: now ?? { bytes: null, version: ABSENT } });
+      log(`restored ${f.path}`);
+    }
+  } catch (err) {
+    for (const r of [...done].reverse()) {
+      try {
+        if (r.was.version === ABSENT) host.remove(r.path);
+        else if (r.was.bytes === null)
+          log(`left ${r.path} as the original: too large to have been kept`);
+        else
+          host.writeAtomic(r.path, r.was.bytes, {
+            mode: r.was.version.mode,
+            owner: { uid: r.was.version.uid, gid: r.was.version.gid },
+          });
+      } catch (undo) {
+        log(`could not put back ${r.path}: ${(undo as Error).message}`);
+      }
+    }
+    throw new TransactionError(
+      'WRITE_FAILED',
+      `${(err as Error).message}; the files already restored hold node-patcher's version again, nothing was restarted, and the state record is kept: run revert again once the write can succeed`,
+      { cause: err },
+    );
+  }
+  return { restored: done.map((r) => r.path), left };
+}
+
+/** Marks a file that did not exist before it was restored (the patcher had removed it). */
+const ABSENT: Version = { sha256: '', mode: 0, uid: 0, gid: 0 };
+
+/**
+ * True when systemd was not reached or did not answer, so whether kubelet restarted is not
+ * known: the state record stays for the next run. A job that ended badly, a unit that went
+ * `failed` or a health check that failed are answers: those are reported, not retried.
+ */
+function unanswered(err: unknown): boolean {
+  return err instanceof SystemdBusError && err.code !== 'UNIT_FAILED' && err.code !== 'TIMEOUT';
+}
+
+/** Whether a reload is due on the way back: a unit file restored now or in an interrupted run. */
+function reloadDue(state: StateRecord, restored: readonly string[]): boolean {
+  return (
+    state.reload ||
+    restored.some(isUnitFile) ||
+    (state.phase === 'reverting' && state.files.some((f) => isUnitFile(f.path)))
+  );
+}
+
+/**
+ * Puts the originals back after a failed restart, restarts on them and stops what the patcher
+ * installed. Returns null when done, or why systemd could not be asked to restart (the record
+ * then stays `reverting`, the installed units keep running, and the next run finishes).
+ */
 async function rollBack(
   ctx: TransactionContext,
   systemd: SystemdControl,
   state: StateRecord,
-): Promise<void> {
-  const { restored } = await restoreFiles(ctx, state);
-  if (restored.some(isUnitFile) || state.reload) await systemd.reload();
+): Promise<string | null> {
+  const reverting: StateRecord = { ...state, phase: 'reverting' };
+  writeState(ctx.host, ctx.stateDir, reverting);
+  let restored: string[];
   try {
+    ({ restored } = restoreFiles(ctx, state));
+  } catch (err) {
+    // the new files stay, so does the record as it was: the next run rolls back again
+    writeState(ctx.host, ctx.stateDir, state);
+    throw err;
+  }
+  try {
+    if (reloadDue(state, restored)) await systemd.reload();
     await restartAll(ctx, systemd, kept(state));
   } catch (err) {
     ctx.log(`after the rollback: ${(err as Error).message}`);
+    if (unanswered(err)) return (err as Error).message;
   }
   await stopInstalled(ctx, systemd, state);
   dropState(ctx, state);
+  return null;
 }
 
 /** The units to restart on the original files: all but the ones the patcher installed. */
@@ -545,9 +618,19 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
       ? await connect(ctx)
       : NO_SYSTEMD;
   try {
-    const { restored, left } = await restoreFiles(ctx, state);
+    // From here until kubelet runs on the originals, a re-run must restart it
+    if (state.phase !== 'reverting')
+      writeState(ctx.host, ctx.stateDir, { ...state, phase: 'reverting' });
+    let restoredNow: { restored: string[]; left: string[] };
+    try {
+      restoredNow = restoreFiles(ctx, state);
+    } catch (err) {
+      writeState(ctx.host, ctx.stateDir, state);
+      throw err;
+    }
+    const { restored, left } = restoredNow;
     const notes = left.map((p) => `${p} was changed by something else since; left as it is`);
-    if (restored.length === 0) {
+    if (restored.length === 0 && state.phase !== 'reverting') {
       await stopInstalled(ctx, systemd, state);
       dropState(ctx, state);
       return {
@@ -556,13 +639,19 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
         notes: [...notes, 'the files already hold their originals'],
       };
     }
-    if (restored.some(isUnitFile) || state.reload) {
-      ctx.log('systemd daemon-reload');
-      await systemd.reload();
-    }
     try {
+      if (reloadDue(state, restored)) {
+        ctx.log('systemd daemon-reload');
+        await systemd.reload();
+      }
       await restartAll(ctx, systemd, kept(state));
     } catch (err) {
+      if (unanswered(err))
+        throw new TransactionError(
+          'REVERT_UNHEALTHY',
+          `the original files are back, but systemd did not restart ${kept(state).join(', ') || 'anything'} on them (${(err as Error).message}); run node-patcher revert again to finish`,
+          { cause: err },
+        );
       await stopInstalled(ctx, systemd, state);
       dropState(ctx, state);
       throw new TransactionError(
@@ -573,7 +662,11 @@ export async function revertState(ctx: TransactionContext): Promise<TransactionR
     }
     await stopInstalled(ctx, systemd, state);
     dropState(ctx, state);
-    return { changed: restored, restarted: kept(state), notes };
+    return {
+      changed: restored,
+      restarted: kept(state),
+      notes: restored.length === 0 ? [...notes, 'finished an interrupted revert'] : notes,
+    };
   } finally {
     await systemd.close();
   }
