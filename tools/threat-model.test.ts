@@ -9,19 +9,22 @@ import { describe, expect, it } from 'vitest';
 const root = join(import.meta.dirname, '..');
 const doc = readFileSync(join(root, 'docs', 'threat-model.md'), 'utf8');
 
+/** Markdown wraps long names over lines. */
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
+
 /** Every `path/to/file.test.ts: name` in backticks, and every name of a `file` (a; b; c) list. */
 function references(text: string): { file: string; name: string }[] {
   const out: { file: string; name: string }[] = [];
-  for (const m of text.matchAll(/`([\w./-]+\.test\.ts): ([^`]+)`(?:, `([^`]+)`)*/g)) {
+  for (const m of text.matchAll(/`([\w./-]+\.test\.ts): ([^`]+)`(?:,\s+`([^`]+)`)*/g)) {
     const file = m[1] as string;
     // a reference may go on with more names of the same file: `file: a`, `b`, `c`
     const names = [...(m[0] as string).matchAll(/`([^`]+)`/g)].map((n) => n[1] as string);
-    out.push({ file, name: (names[0] as string).slice(file.length + 2) });
-    for (const more of names.slice(1)) out.push({ file, name: more });
+    out.push({ file, name: oneLine((names[0] as string).slice(file.length + 2)) });
+    for (const more of names.slice(1)) out.push({ file, name: oneLine(more) });
   }
   for (const m of text.matchAll(/`([\w./-]+\.test\.ts)` \(([^()]*(?:\([^()]*\)[^()]*)*)\)/g)) {
     for (const name of (m[2] as string).split(/;\s*/)) {
-      if (name.trim()) out.push({ file: m[1] as string, name: name.trim() });
+      if (name.trim()) out.push({ file: m[1] as string, name: oneLine(name) });
     }
   }
   return out;
