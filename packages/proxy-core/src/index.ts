@@ -7,6 +7,7 @@ export type { LoginThrottleOptions } from './login-throttle.js';
 export { LoginThrottle } from './login-throttle.js';
 export type { ProxyObserver, RequestInfo } from './observe.js';
 export { requestInfo } from './observe.js';
+export type { RetryOptions } from './retry.js';
 export type { V2Request } from './route.js';
 export { parseV2Path } from './route.js';
 export type {
