@@ -79,7 +79,13 @@ export interface FaultProxy {
  * answer, refused connections. It counts what it saw per path, so tests can assert how often a
  * request was retried.
  */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export async function startFaultProxy(
+  target: string,
+  options: {
+    /** How long the forwarder keeps an idle client connection. Default Node's (5 s). */
+    keepAliveTimeoutMs?: number;
+  } = {},
+): Promise<FaultProxy> {
   const base = new URL(target);
   const rules: Array<{ rule: FaultRule; left: number }> = [];
   const seen: FaultSeen[] = [];
@@ -196,6 +202,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         forward(req, res, action);
     }
   });
+  if (options.keepAliveTimeoutMs !== undefined)
+    server.keepAliveTimeout = options.keepAliveTimeoutMs;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => {
