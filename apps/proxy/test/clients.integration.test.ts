@@ -164,8 +164,8 @@ describe('a slow reader of a 64 MiB blob', () => {
     // the 64 MiB the upstream could have pushed, and the whole transfer's peak stayed low too.
     expect(peak - before.rss).toBeLessThan(16 * 1024);
     expect(after.hwm - before.rss).toBeLessThan(32 * 1024);
-    console.info(
-      `slow reader: RSS before ${before.rss} KiB, peak while trickling ${peak} KiB (${trickled} bytes read), VmHWM after ${after.hwm} KiB`,
+    process.stdout.write(
+      `slow reader: RSS before ${before.rss} KiB, peak while trickling ${peak} KiB (${trickled} bytes read), VmHWM after ${after.hwm} KiB\n`,
     );
   }, 120_000);
 });
@@ -296,8 +296,8 @@ describe('10,000 idle connections', () => {
     await eventually(() => openSockets(pid) >= baseline + total, 'the proxy holds them all');
     const held = memory(pid);
     const perConnection = ((held.rss - before.rss) * 1024) / total;
-    console.info(
-      `10k idle: RSS ${before.rss} -> ${held.rss} KiB (${Math.round(perConnection)} bytes per connection), sockets ${baseline} -> ${openSockets(pid)}`,
+    process.stdout.write(
+      `10k idle: RSS ${before.rss} -> ${held.rss} KiB (${Math.round(perConnection)} bytes per connection), sockets ${baseline} -> ${openSockets(pid)}\n`,
     );
     expect(closed).toBe(0);
     // A bare Node 24 http server measured 12-14 KiB per connection on this machine (kernel
