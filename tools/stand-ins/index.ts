@@ -11,6 +11,8 @@ export { makeCertificate } from './certs.js';
 export { criCall, imageSpecRequest, protoMessage } from './cri.js';
 export type { CommandOptions, CommandResult, Containerd, Dockerd } from './engines.js';
 export { startContainerd, startDockerd, writeGlibcRootfs, writeNodeRootfs } from './engines.js';
+export type { FaultAction, FaultProxy, FaultRule, FaultSeen } from './fault-proxy.js';
+export { startFaultProxy } from './fault-proxy.js';
 export type { GceMetadataOptions } from './gce-metadata.js';
 export { startGceMetadata } from './gce-metadata.js';
 export { startGoogleSts } from './google-sts.js';

@@ -278,6 +278,22 @@ export const configSchema = z
           })
           .strict()
           .optional(),
+        keepAliveTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        requestTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+      })
+      .strict()
+      .optional(),
+    upstreamTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    upstreamIdleTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    retries: z
+      .object({
+        attempts: z.number().int().min(1).max(10).optional(),
+        budgetRatio: z.number().min(0).max(1).optional(),
+        minPerWindow: z.number().int().min(0).optional(),
+        windowMs: z.number().int().min(1000).max(600_000).optional(),
+        backoffMs: z.number().int().min(0).max(60_000).optional(),
+        maxBackoffMs: z.number().int().min(0).max(60_000).optional(),
       })
       .strict()
       .optional(),
@@ -299,6 +315,15 @@ export const configSchema = z
         code: 'custom',
         path: ['server', 'tls', 'clientCaFile'],
         message: 'required with an mtls plugin: the CA bundle client certificates must chain to',
+      });
+    }
+    const headers = c.server?.headersTimeoutMs ?? 60_000;
+    const request = c.server?.requestTimeoutMs ?? 300_000;
+    if (headers > request) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'headersTimeoutMs'],
+        message: `must not exceed server.requestTimeoutMs (${request})`,
       });
     }
     if (c.auth !== undefined && c.server?.publicUrl === undefined) {
@@ -387,5 +412,38 @@ export function coreOptions(config: ProxyConfig): ProxyCoreOptions {
     upstreams,
     ...(config.manifestMaxBytes === undefined ? {} : { manifestMaxBytes: config.manifestMaxBytes }),
     ...(config.blobs === undefined ? {} : { blobs: config.blobs }),
+    ...(config.upstreamTimeoutMs === undefined
+      ? {}
+      : { upstreamTimeoutMs: config.upstreamTimeoutMs }),
+    ...(config.upstreamIdleTimeoutMs === undefined
+      ? {}
+      : { upstreamIdleTimeoutMs: config.upstreamIdleTimeoutMs }),
+    ...(config.retries === undefined
+      ? {}
+      : {
+          retries: Object.fromEntries(
+            Object.entries(config.retries).filter(([, v]) => v !== undefined),
+          ) as NonNullable<ProxyCoreOptions['retries']>,
+        }),
+  };
+}
+
+/**
+ * Node's server timeouts from `server`: Node's own defaults (keep-alive 5 s, headers 60 s,
+ * request 300 s); expired connections are looked for every quarter of the headers timeout
+ * (at most every 30 s, Node's default, at least every second).
+ */
+export function serverTimeouts(config: ProxyConfig): {
+  keepAliveTimeout: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  const headersTimeout = config.server?.headersTimeoutMs ?? 60_000;
+  return {
+    keepAliveTimeout: config.server?.keepAliveTimeoutMs ?? 5000,
+    headersTimeout,
+    requestTimeout: config.server?.requestTimeoutMs ?? 300_000,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(1000, Math.floor(headersTimeout / 4))),
   };
 }

@@ -22,7 +22,9 @@ import {
   EMBEDDED_DEFAULT,
   loadConfig,
   type ProxyConfig,
+  serverTimeouts,
 } from './config.js';
+import { closeSilentConnections } from './connections.js';
 import { log } from './log.js';
 import { createObservability } from './observe.js';
 import { readTls, reloadTlsOnChange } from './tls.js';
@@ -147,15 +149,17 @@ async function main(): Promise<void> {
 
   // With a client CA, clients are asked for a certificate; one that does not verify is not an
   // error at the TLS layer (mtls is one login method among others), just no mtls identity.
+  const timeouts = serverTimeouts(config);
   const options = tlsPair
     ? {
         createServer: createHttpsServer,
         serverOptions: {
+          ...timeouts,
           ...tlsPair,
           ...(tlsPair.ca ? { requestCert: true, rejectUnauthorized: false } : {}),
         },
       }
-    : {};
+    : { serverOptions: timeouts };
   const server = serve({ fetch: app.fetch, hostname, port, ...options }, (info: AddressInfo) => {
     const address =
       info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
@@ -168,6 +172,7 @@ async function main(): Promise<void> {
       log('info', `no --config: proxying Docker Hub anonymously (docker pull ${address}/alpine)`);
   });
   const http = server as Server;
+  closeSilentConnections(http, timeouts.headersTimeout);
   http.on('error', (err: NodeJS.ErrnoException) =>
     fail(`cannot listen on ${listen}: ${err.code ?? err.message}`),
   );

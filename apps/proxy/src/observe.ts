@@ -59,6 +59,18 @@ export function createObservability(log: Log): Observability {
     labelNames: ['upstream', 'outcome'] as const,
     registers: [registry],
   });
+  const retries = new Counter({
+    name: 'registry_proxy_upstream_retries_total',
+    help: 'Upstream requests retried, by upstream and reason (unreachable, 502, 503, 504)',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [registry],
+  });
+  const retriesDenied = new Counter({
+    name: 'registry_proxy_upstream_retries_denied_total',
+    help: 'Retries not made because the retry budget was spent, by upstream',
+    labelNames: ['upstream'] as const,
+    registers: [registry],
+  });
   const credentialLookups = new Counter({
     name: 'registry_proxy_credential_cache_total',
     help: 'Upstream credential lookups, by provider, registry and result (hit or miss)',
@@ -143,6 +155,8 @@ export function createObservability(log: Log): Observability {
     observer: {
       upstreamTokenFetch: (upstream, ok) =>
         tokenFetches.inc({ upstream, outcome: ok ? 'ok' : 'error' }),
+      upstreamRetry: (upstream, reason) => retries.inc({ upstream, reason }),
+      upstreamRetryDenied: (upstream) => retriesDenied.inc({ upstream }),
     },
     credentialMetrics: {
       hit: (l) => credentialLookups.inc({ ...l, result: 'hit' }),

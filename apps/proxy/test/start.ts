@@ -15,9 +15,12 @@ export interface Started {
   stop(): Promise<number | null>;
 }
 
-/** Starts the built binary and waits for its "listening" log line. */
-export async function start(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts the built binary (with `env` added to ours) and waits for its "listening" log line. */
+export async function start(args: string[], env?: NodeJS.ProcessEnv): Promise<Started> {
+  const child = spawn(process.execPath, [main, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   const lines: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));

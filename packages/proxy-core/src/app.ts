@@ -9,8 +9,10 @@ import { type ProxyCoreOptions, type ResolvedUpstream, resolveUpstreams } from '
 import { RegistryError } from './errors.js';
 import { discardBody, nodeBodyOf, nodeFetch, pipeToClient, withWebBody } from './node-stream.js';
 import { requestInfo } from './observe.js';
+import { rawBodyOf } from './raw-http.js';
 import { checkRedirect, guardedLookup, systemResolve } from './redirect-guard.js';
 import { requestGuard } from './request-guard.js';
+import { RETRIED_STATUSES, RetryBudget, retryAfterMs, sleep } from './retry.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
@@ -51,9 +53,14 @@ type Transport = (
     signal: AbortSignal;
     /** For sockets to a redirect target: re-checks the addresses connected to (node:http path). */
     lookup?: LookupFunction;
+    /** Longest silence mid-body ({@link nodeFetch} honours it; web bodies are watched in `send`). */
+    idleMs?: number;
   },
 ) => Promise<Response>;
 const MAX_REDIRECTS = 5;
+
+/** The upstream could not be reached (connection refused or reset before an answer): retried. */
+class UpstreamUnreachable extends RegistryError {}
 
 /**
  * The pull side of the Docker Registry HTTP API v2 / OCI distribution-spec as a Hono app,
@@ -68,6 +75,8 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   const doFetch = options.fetch ?? fetch;
   const manifestMax = options.manifestMaxBytes ?? 4 * 1024 * 1024;
   const timeoutMs = options.upstreamTimeoutMs ?? 30_000;
+  const idleMs = options.upstreamIdleTimeoutMs ?? 30_000;
+  const observer = options.observer ?? {};
   const redirectBlobs = options.blobs?.mode === 'redirect';
   const resolveHost = options.resolveHost ?? systemResolve;
   const app = new Hono();
@@ -89,16 +98,19 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   });
 
   const now = options.now ?? Date.now;
+  const budget = new RetryBudget(options.retries, now);
   const registryAuth = options.registryAuth ?? new RegistryAuth();
   const auths = new Map(
     upstreams.map((u) => [
       u.name,
       new UpstreamAuth({
         upstream: u,
-        credentials: credentialsFor(u, registryAuth),
+        credentials: credentialsFor(u, registryAuth, timeoutMs),
         fetch: doFetch,
         now,
-        ...(options.observer ? { observer: options.observer } : {}),
+        timeoutMs,
+        budget,
+        observer,
       }),
     ]),
   );
@@ -169,9 +181,56 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
         );
       }
       if (client?.aborted) throw err;
-      throw new RegistryError(502, 'UNAVAILABLE', `upstream ${upstream.name} is unreachable`);
+      throw new UpstreamUnreachable(502, 'UNAVAILABLE', `upstream ${upstream.name} is unreachable`);
     } finally {
       clearTimeout(timeout);
+    }
+  };
+
+  /**
+   * {@link once}, retried while the upstream is unreachable or answers 502/503/504: GET and HEAD
+   * only, at most `retries.attempts` in all, each retry taken from the process-wide budget, after
+   * a jittered backoff (or the `Retry-After` asked for, when it is short). Nothing has been sent to
+   * the client yet at this point, so a retried blob is never spliced. Header timeouts (504 of our
+   * own) are not retried: the client has waited long enough.
+   */
+  const attempt = async (
+    client: AbortSignal | undefined,
+    upstream: ResolvedUpstream,
+    url: URL,
+    init: { method: string; headers: Record<string, string>; handOff?: boolean },
+    authorization: string | undefined,
+    transport: Transport,
+  ): Promise<Response> => {
+    const idempotent = init.method === 'GET' || init.method === 'HEAD';
+    budget.request();
+    for (let retry = 1; ; retry++) {
+      let res: Response | undefined;
+      let failure: unknown;
+      let reason: string | undefined;
+      try {
+        res = await once(client, upstream, url, init, authorization, transport);
+        if (RETRIED_STATUSES.has(res.status)) reason = String(res.status);
+      } catch (err) {
+        if (!(err instanceof UpstreamUnreachable)) throw err;
+        failure = err;
+        reason = 'unreachable';
+      }
+      if (reason === undefined) return res as Response;
+      const wait = res && retryAfterMs(res.headers.get('retry-after'), now());
+      const eligible =
+        idempotent &&
+        retry < budget.attempts &&
+        (wait === undefined || wait <= budget.maxBackoffMs) &&
+        client?.aborted !== true;
+      if (!eligible || !budget.tryRetry()) {
+        if (eligible) observer.upstreamRetryDenied?.(upstream.name);
+        if (res) return res;
+        throw failure;
+      }
+      observer.upstreamRetry?.(upstream.name, reason);
+      if (res) await discardBody(res);
+      await sleep(Math.max(wait ?? 0, budget.backoff(retry)), client);
     }
   };
 
@@ -187,16 +246,17 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
     const { upstream } = routed;
     const auth = auths.get(upstream.name) as UpstreamAuth;
     const url = new URL(path, upstream.base);
+    const watched: Transport = (target, how) => transport(target, { ...how, idleMs });
     let authorization = auth.cached(scope);
-    let res = await once(client, upstream, url, init, authorization, transport);
+    let res = await attempt(client, upstream, url, init, authorization, watched);
     if (res.status === 401) {
       await discardBody(res);
       const refused = authorization;
       if (refused !== undefined) auth.invalidate(scope);
       authorization = await auth.authorize(res, scope, refused);
-      res = await once(client, upstream, url, init, authorization, transport);
+      res = await attempt(client, upstream, url, init, authorization, watched);
     }
-    return res;
+    return watchBody(res, idleMs, upstream);
   };
 
   /** A manifest as data, so that every client sharing the fetch gets its own Response. */
@@ -509,15 +569,83 @@ function requestPath(c: Context): string {
   return q === -1 ? target : target.slice(0, q);
 }
 
-/** Credentials for an upstream from its config, through @org/registry-auth, errors mapped. */
-function credentialsFor(upstream: ResolvedUpstream, auth: RegistryAuth): UpstreamCredentials {
+/**
+ * A web body (fetch) that errors when the upstream sends nothing for `idleMs` while it is being
+ * read, so a stalled manifest, tag list or error body ends in an error, never in a hang. Raw
+ * bodies ({@link nodeFetch}) watch themselves.
+ */
+function watchBody(res: Response, idleMs: number, upstream: ResolvedUpstream): Response {
+  if (res.body === null || rawBodyOf(res) !== undefined) return res;
+  const reader = res.body.getReader();
+  let timer: NodeJS.Timeout | undefined;
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const stalled = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new RegistryError(
+                  502,
+                  'UNAVAILABLE',
+                  `upstream ${upstream.name} sent nothing for ${idleMs} ms mid-answer`,
+                ),
+              ),
+            idleMs,
+          );
+        });
+        try {
+          const { done, value } = await Promise.race([reader.read(), stalled]);
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (err) {
+          reader.cancel(err).catch(() => {});
+          throw err;
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel(reason) {
+        clearTimeout(timer);
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, { status: res.status, headers: res.headers });
+}
+
+/**
+ * Credentials for an upstream from its config, through @org/registry-auth, errors mapped; a
+ * source that takes longer than `timeoutMs` is a 504 (its fetch goes on and fills the cache).
+ */
+function credentialsFor(
+  upstream: ResolvedUpstream,
+  auth: RegistryAuth,
+  timeoutMs: number,
+): UpstreamCredentials {
   const config = upstream.credentials;
   if (config === undefined || config.provider === 'none') return async () => undefined;
   return async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RegistryError(
+              504,
+              'UNAVAILABLE',
+              `the credential source of upstream ${upstream.name} did not answer within ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
     try {
-      const creds = await auth.getCredentials(upstream.base.host, config);
+      const creds = await Promise.race([auth.getCredentials(upstream.base.host, config), late]);
       return { username: creds.username, password: creds.password };
     } catch (err) {
+      if (err instanceof RegistryError) throw err;
       if (err instanceof CredentialsError || err instanceof RegistryValidationError) {
         throw new RegistryError(
           502,
@@ -526,6 +654,8 @@ function credentialsFor(upstream: ResolvedUpstream, auth: RegistryAuth): Upstrea
         );
       }
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   };
 }
@@ -642,7 +772,13 @@ async function upstreamError(
   if (retryAfter) headers.set('retry-after', retryAfter);
   const fallback = new RegistryError(
     res.status,
-    res.status === 404 ? 'NAME_UNKNOWN' : 'UNKNOWN',
+    res.status === 404
+      ? 'NAME_UNKNOWN'
+      : res.status === 429
+        ? 'TOOMANYREQUESTS'
+        : res.status >= 502 && res.status <= 504
+          ? 'UNAVAILABLE'
+          : 'UNKNOWN',
     `upstream ${upstream.name} answered ${res.status}`,
   );
   return new Response(JSON.stringify(valid ? body : fallback.toJSON()), {

@@ -3,6 +3,7 @@ import { registryHostOf, validateRepositoryName } from '@org/registry-domains';
 import type { LoginThrottle } from './login-throttle.js';
 import type { ProxyObserver } from './observe.js';
 import { parseRedirectAllow, type RedirectAllow, type Resolve } from './redirect-guard.js';
+import type { RetryOptions } from './retry.js';
 import type { TokenService } from './token-service.js';
 
 /** How the proxy authenticates to an upstream: none, or any @org/registry-auth source. */
@@ -56,8 +57,22 @@ export interface ProxyCoreOptions {
   readonly upstreams: readonly UpstreamConfig[];
   /** Largest manifest accepted from an upstream. Default 4 MiB. */
   readonly manifestMaxBytes?: number;
-  /** How long to wait for an upstream's response headers. Default 30 s. */
+  /**
+   * How long to wait for an upstream's response headers, and for a token from its token service
+   * or credentials from its credential source (a 504 after). Default 30 s.
+   */
   readonly upstreamTimeoutMs?: number;
+  /**
+   * Longest silence from an upstream in the middle of a body being read (a stalled transfer):
+   * the transfer fails and a client already receiving it has its connection reset. Time the
+   * client itself spends not reading does not count. Default 30 s.
+   */
+  readonly upstreamIdleTimeoutMs?: number;
+  /**
+   * Retries of idempotent upstream requests (GET, HEAD, token GETs) on connection failures and
+   * 502/503/504, bounded per request and by a process-wide budget; see {@link RetryOptions}.
+   */
+  readonly retries?: RetryOptions;
   /** HTTP client for upstream requests. Default: the global `fetch`. */
   readonly fetch?: typeof fetch;
   /**
@@ -189,6 +204,7 @@ export function resolveUpstreams(options: ProxyCoreOptions): readonly ResolvedUp
   for (const [option, value] of [
     ['manifestMaxBytes', options.manifestMaxBytes],
     ['upstreamTimeoutMs', options.upstreamTimeoutMs],
+    ['upstreamIdleTimeoutMs', options.upstreamIdleTimeoutMs],
   ] as const) {
     if (value !== undefined && !(Number.isInteger(value) && value > 0))
       throw new TypeError(`${option}: a positive integer`);

@@ -10,6 +10,7 @@ export { requestInfo } from './observe.js';
 export type { RedirectAllow, Resolve } from './redirect-guard.js';
 export { internalKind, parseRedirectAllow } from './redirect-guard.js';
 export { requestGuard } from './request-guard.js';
+export type { RetryOptions } from './retry.js';
 export type { V2Request } from './route.js';
 export { parseV2Path } from './route.js';
 export type {

@@ -35,7 +35,7 @@ export function withWebBody(res: Response): Response {
 /**
  * `fetch`'s shape for blob GETs: resolves with a Response holding status and headers and a null
  * body; the body stays raw ({@link nodeBodyOf}) so it can be written without copies.
- * `init.signal` aborts (timeouts, a client gone). Redirects are never followed here (the caller
+ * `init.signal` aborts (timeouts, a client gone); `init.idleMs` bounds silence mid-body. Redirects are never followed here (the caller
  * does).
  */
 export function nodeFetch(
@@ -45,6 +45,7 @@ export function nodeFetch(
     headers: Record<string, string>;
     signal?: AbortSignal;
     lookup?: LookupFunction;
+    idleMs?: number;
   },
 ): Promise<Response> {
   if (init.method !== 'GET') return Promise.reject(new TypeError('nodeFetch only GETs'));
@@ -54,8 +55,8 @@ export function nodeFetch(
 /**
  * Writes status and headers to Node's response and the upstream body into it, pausing the
  * upstream while the client's socket is full; either side failing tears both down (a client
- * that leaves closes the upstream connection; an upstream that breaks mid-body resets the
- * client's, so a truncated blob is never taken for a whole one).
+ * that leaves closes the upstream connection; an upstream that breaks or stalls mid-body resets
+ * the client's, so a truncated blob is never taken for a whole one).
  */
 export function pipeToClient(
   body: RawBody,
@@ -86,7 +87,7 @@ export function pipeToClient(
     },
     error(err) {
       settled = true;
-      outgoing.destroy(err);
+      abortClient(outgoing, err);
     },
   });
   if (outgoing.destroyed) {
@@ -97,4 +98,20 @@ export function pipeToClient(
     if (!settled) control.abort(new Error('client went away'));
   });
   outgoing.writeHead(status, Object.fromEntries(headers));
+}
+
+/**
+ * Ends a response that cannot be completed: the client's connection is reset (TCP RST), not
+ * closed, so no client can take the bytes so far for the whole body whatever its framing.
+ */
+export function abortClient(outgoing: ServerResponse, err: Error): void {
+  const socket = outgoing.socket;
+  if (socket && !socket.destroyed) {
+    try {
+      socket.resetAndDestroy();
+    } catch {
+      socket.destroy();
+    }
+  }
+  outgoing.destroy(err);
 }

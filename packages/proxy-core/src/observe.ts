@@ -21,6 +21,13 @@ export interface RequestInfo {
 export interface ProxyObserver {
   /** The proxy fetched an upstream token (`ok`: the token service answered with one). */
   upstreamTokenFetch?(upstream: string, ok: boolean): void;
+  /**
+   * An upstream request is retried; `reason` is `unreachable` (no connection or no answer) or
+   * the status that asked for it (`502`, `503`, `504`).
+   */
+  upstreamRetry?(upstream: string, reason: string): void;
+  /** A retry was due but the retry budget was spent: the failure went to the client. */
+  upstreamRetryDenied?(upstream: string): void;
 }
 
 const infos = new WeakMap<Request, RequestInfo>();

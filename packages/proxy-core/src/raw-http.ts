@@ -214,15 +214,20 @@ class Exchange implements BodyControl {
   #complete = false;
   #failed: Error | undefined;
   #keepAlive = false;
+  readonly #idleMs: number | undefined;
+  /** Runs while the body is wanted and the upstream owes bytes; reset by every read. */
+  #idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     conn: Connection,
     signal: AbortSignal | undefined,
+    idleMs: number | undefined,
     resolve: (res: Response) => void,
     reject: (err: Error) => void,
   ) {
     this.#conn = conn;
     this.#signal = signal;
+    this.#idleMs = idleMs;
     this.#resolve = resolve;
     this.#reject = reject;
     this.#parser = new ResponseParser({
@@ -232,6 +237,7 @@ class Exchange implements BodyControl {
         for (const [name, value] of fields) headers.append(name, value);
         const res = new Response(null, { status: status <= 599 ? status : 502, headers });
         bodies.set(res, new RawBody(this));
+        this.#arm();
         const resolveHead = this.#resolve;
         this.#resolve = undefined;
         this.#reject = undefined;
@@ -244,6 +250,7 @@ class Exchange implements BodyControl {
         else {
           this.#queue.push({ chunk, release });
           this.#conn.socket.pause();
+          this.#disarm();
         }
       },
       complete: () => {
@@ -271,6 +278,26 @@ class Exchange implements BodyControl {
       this.#lease = undefined;
     }
     if (this.#complete) this.#finish();
+    else if (this.#idleTimer !== undefined) this.#arm();
+  }
+
+  /**
+   * Starts (or restarts) the body idle timer: an upstream silent for `idleMs` while we wait for
+   * its bytes fails the exchange, so a stalled body ends in an error, never in a hang.
+   */
+  #arm(): void {
+    if (this.#idleMs === undefined || this.#complete || this.#failed) return;
+    clearTimeout(this.#idleTimer);
+    const ms = this.#idleMs;
+    this.#idleTimer = setTimeout(
+      () => this.fail(new UpstreamStalledError(`upstream sent nothing for ${ms} ms mid-answer`)),
+      ms,
+    );
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
   }
 
   /** The upstream ended its side: the end of a close-delimited body, or a truncation. */
@@ -290,6 +317,7 @@ class Exchange implements BodyControl {
   fail(err: Error): void {
     if (this.#failed || this.#complete) return;
     this.#failed = err;
+    this.#disarm();
     this.#signal?.removeEventListener('abort', this.#onAbort);
     if (this.#conn.current === this) this.#conn.current = undefined;
     this.#conn.socket.destroy();
@@ -303,6 +331,7 @@ class Exchange implements BodyControl {
 
   /** The whole answer has been read; the sink ends after whatever is still queued. */
   #finish(): void {
+    this.#disarm();
     this.#signal?.removeEventListener('abort', this.#onAbort);
     if (this.#conn.current === this) this.#conn.current = undefined;
     if (this.#keepAlive && !this.#conn.socket.destroyed) putIdle(this.#conn);
@@ -315,7 +344,10 @@ class Exchange implements BodyControl {
     for (const q of this.#queue.splice(0)) sink.chunk(q.chunk, q.release);
     if (this.#failed) sink.error(this.#failed);
     else if (this.#complete) sink.end();
-    else this.#conn.socket.resume();
+    else {
+      this.#conn.socket.resume();
+      this.#arm();
+    }
   }
 
   /** Stops the transfer: the connection is closed, queued bytes dropped. */
@@ -325,10 +357,13 @@ class Exchange implements BodyControl {
 
   pause(): void {
     if (!this.#complete && !this.#failed) this.#conn.socket.pause();
+    this.#disarm();
   }
 
   resume(): void {
-    if (!this.#complete && !this.#failed) this.#conn.socket.resume();
+    if (this.#complete || this.#failed) return;
+    this.#conn.socket.resume();
+    this.#arm();
   }
 }
 
@@ -408,6 +443,11 @@ export function rawBodyOf(res: Response): RawBody | undefined {
   return bodies.get(res);
 }
 
+/** The upstream went quiet mid-answer for longer than the idle timeout. */
+export class UpstreamStalledError extends Error {
+  override readonly name = 'UpstreamStalledError';
+}
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
 
@@ -416,10 +456,17 @@ const BAD_VALUE = /[\0\r\n]/;
  * headers; the body ({@link rawBodyOf}) must then be consumed once. Redirects are not followed.
  * A request on a reused connection that fails before any answer arrives is sent again once on a
  * new connection (the server may have closed the idle one; a GET is safe to repeat).
+ * With `idleMs`, a body that stops arriving for that long while it is being consumed (not while
+ * the consumer has paused it) fails with {@link UpstreamStalledError}.
  */
 export async function rawGet(
   url: URL,
-  init: { headers: Record<string, string>; signal?: AbortSignal; lookup?: LookupFunction },
+  init: {
+    headers: Record<string, string>;
+    signal?: AbortSignal;
+    lookup?: LookupFunction;
+    idleMs?: number;
+  },
 ): Promise<Response> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw new TypeError(`unsupported URL scheme ${url.protocol}`);
@@ -435,17 +482,27 @@ export async function rawGet(
   const origin = `${url.protocol}//${url.host}`;
   const reused = takeIdle(origin);
   try {
-    return await exchange(reused ?? new Connection(origin, url, init.lookup), head, init.signal);
+    return await exchange(
+      reused ?? new Connection(origin, url, init.lookup),
+      head,
+      init.signal,
+      init.idleMs,
+    );
   } catch (err) {
     if (reused === undefined || reused.used || init.signal?.aborted) throw err;
-    return exchange(new Connection(origin, url, init.lookup), head, init.signal);
+    return exchange(new Connection(origin, url, init.lookup), head, init.signal, init.idleMs);
   }
 }
 
-function exchange(conn: Connection, head: string, signal?: AbortSignal): Promise<Response> {
+function exchange(
+  conn: Connection,
+  head: string,
+  signal: AbortSignal | undefined,
+  idleMs: number | undefined,
+): Promise<Response> {
   conn.used = false;
   return new Promise<Response>((resolve, reject) => {
-    conn.current = new Exchange(conn, signal, resolve, reject);
+    conn.current = new Exchange(conn, signal, idleMs, resolve, reject);
     conn.socket.write(head);
   });
 }

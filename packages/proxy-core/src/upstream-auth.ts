@@ -2,6 +2,7 @@ import { parseChallenges } from './challenge.js';
 import type { ResolvedUpstream } from './config.js';
 import { RegistryError } from './errors.js';
 import type { ProxyObserver } from './observe.js';
+import { RETRIED_STATUSES, type RetryBudget, sleep } from './retry.js';
 
 /** Username and password for an upstream, or none (anonymous). */
 export type UpstreamCredentials = () => Promise<{ username: string; password: string } | undefined>;
@@ -27,6 +28,8 @@ export class UpstreamAuth {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #observer: ProxyObserver;
+  readonly #timeoutMs: number;
+  readonly #budget: RetryBudget | undefined;
   readonly #cache = new Map<string, Cached>();
   readonly #inflight = new Map<string, Promise<string>>();
   /** Token fetches made (for metrics and tests). */
@@ -38,7 +41,13 @@ export class UpstreamAuth {
     fetch: typeof fetch;
     now: () => number;
     observer?: ProxyObserver;
+    /** Per token request. Default 30 s. */
+    timeoutMs?: number;
+    /** Retries token GETs (not the POST form) on connection failures and 502/503/504. */
+    budget?: RetryBudget;
   }) {
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#budget = options.budget;
     this.#upstream = options.upstream;
     this.#credentials = options.credentials;
     this.#fetch = options.fetch;
@@ -146,6 +155,44 @@ export class UpstreamAuth {
     }
   }
 
+  /**
+   * The token GET, retried (budget permitting) when the token service cannot be reached or
+   * answers 502/503/504; the last failure or answer is the caller's.
+   */
+  async #get(url: URL, headers: Record<string, string>): Promise<Response> {
+    const budget = this.#budget;
+    budget?.request();
+    for (let retry = 1; ; retry++) {
+      let res: Response | undefined;
+      let failure: unknown;
+      try {
+        res = await this.#fetch(url, {
+          headers,
+          redirect: 'error',
+          signal: AbortSignal.timeout(this.#timeoutMs),
+        });
+      } catch (err) {
+        if ((err as Error).name === 'TimeoutError') throw err;
+        failure = err;
+      }
+      const retryable = res === undefined || RETRIED_STATUSES.has(res.status);
+      if (!retryable) return res as Response;
+      const reason = res === undefined ? 'unreachable' : String(res.status);
+      if (budget === undefined || retry >= budget.attempts) {
+        if (res) return res;
+        throw failure;
+      }
+      if (!budget.tryRetry()) {
+        this.#observer.upstreamRetryDenied?.(this.#upstream.name);
+        if (res) return res;
+        throw failure;
+      }
+      this.#observer.upstreamRetry?.(this.#upstream.name, reason);
+      await res?.body?.cancel();
+      await sleep(budget.backoff(retry));
+    }
+  }
+
   async #fetchToken(
     realm: URL,
     service: string | undefined,
@@ -161,11 +208,7 @@ export class UpstreamAuth {
     if (creds) headers.authorization = basicAuthorization(creds);
     let res: Response;
     try {
-      res = await this.#fetch(url, {
-        headers,
-        redirect: 'error',
-        signal: AbortSignal.timeout(30_000),
-      });
+      res = await this.#get(url, headers);
       if ((res.status === 404 || res.status === 405) && creds) {
         await res.body?.cancel();
         // The OAuth2 form (distribution token spec, "OAuth2 Token Authentication").
@@ -185,10 +228,17 @@ export class UpstreamAuth {
           },
           body: form,
           redirect: 'error',
-          signal: AbortSignal.timeout(30_000),
+          signal: AbortSignal.timeout(this.#timeoutMs),
         });
       }
-    } catch {
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new RegistryError(
+          504,
+          'UNAVAILABLE',
+          `the token service of upstream ${name} did not answer within ${this.#timeoutMs} ms`,
+        );
+      }
       throw new RegistryError(
         502,
         'UNAVAILABLE',
