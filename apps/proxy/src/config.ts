@@ -441,7 +441,7 @@ export function serverTimeouts(config: ProxyConfig): {
 } {
   const headersTimeout = config.server?.headersTimeoutMs ?? 60_000;
   return {
-    keepAliveTimeout: config.server?.keepAliveTimeoutMs ?? 5000,
+    keepAliveTimeout: config.server?.keepAliveTimeoutMs ?? 65_000,
     headersTimeout,
     requestTimeout: config.server?.requestTimeoutMs ?? 300_000,
     connectionsCheckingInterval: Math.min(30_000, Math.max(1000, Math.floor(headersTimeout / 4))),
