@@ -1,12 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import {
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +10,7 @@ import {
   startDockerRegistry,
 } from '@org/tools/stand-ins';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connectionsTo, eventually, openSockets } from './proc.js';
 import { start } from './start.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'registry-proxy-disconnect-'));
@@ -33,42 +27,6 @@ afterAll(async () => {
   await registry?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** The inodes of the sockets a process holds open (its fds that are sockets). */
-function socketInodes(pid: number): Set<string> {
-  const out = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m?.[1]) out.add(m[1]);
-    } catch {
-      // closed while we looked
-    }
-  }
-  return out;
-}
-const openSockets = (pid: number) => socketInodes(pid).size;
-
-/** Established TCP connections (IPv4) from process `pid` to a loopback port (kernel's table). */
-function connectionsTo(pid: number, port: number): number {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  const mine = socketInodes(pid);
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .slice(1)
-    .filter((line) => {
-      const f = line.trim().split(/\s+/);
-      return f[2]?.endsWith(`:${hex}`) && f[3] === '01' && mine.has(f[9] ?? '');
-    }).length;
-}
-
-async function eventually(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 it('closes the upstream connection when the client leaves mid-blob; sockets return to baseline', async () => {
   const registryPort = Number(registry.host.split(':')[1]);
