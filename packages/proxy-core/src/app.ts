@@ -12,7 +12,7 @@ import { requestInfo } from './observe.js';
 import { rawBodyOf } from './raw-http.js';
 import { checkRedirect, guardedLookup, systemResolve } from './redirect-guard.js';
 import { requestGuard } from './request-guard.js';
-import { RETRIED_STATUSES, RetryBudget, retryAfterMs, sleep } from './retry.js';
+import { RetryBudget, retrying } from './retry.js';
 import { parseV2Path, type Routed, route } from './route.js';
 import { UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 
@@ -188,51 +188,26 @@ export function createProxyApp(options: ProxyCoreOptions): Hono {
   };
 
   /**
-   * {@link once}, retried while the upstream is unreachable or answers 502/503/504: GET and HEAD
-   * only, at most `retries.attempts` in all, each retry taken from the process-wide budget, after
-   * a jittered backoff (or the `Retry-After` asked for, when it is short). Nothing has been sent to
-   * the client yet at this point, so a retried blob is never spliced. Header timeouts (504 of our
-   * own) are not retried: the client has waited long enough.
+   * {@link once}, retried (see {@link retrying}) while the upstream is unreachable or answers
+   * 502/503/504. Nothing has been sent to the client yet at this point, so a retried blob is never
+   * spliced. Header timeouts (504 of our own) are not retried: the client has waited long enough.
    */
-  const attempt = async (
+  const attempt = (
     client: AbortSignal | undefined,
     upstream: ResolvedUpstream,
     url: URL,
     init: { method: string; headers: Record<string, string>; handOff?: boolean },
     authorization: string | undefined,
     transport: Transport,
-  ): Promise<Response> => {
-    const idempotent = init.method === 'GET' || init.method === 'HEAD';
-    budget.request();
-    for (let retry = 1; ; retry++) {
-      let res: Response | undefined;
-      let failure: unknown;
-      let reason: string | undefined;
-      try {
-        res = await once(client, upstream, url, init, authorization, transport);
-        if (RETRIED_STATUSES.has(res.status)) reason = String(res.status);
-      } catch (err) {
-        if (!(err instanceof UpstreamUnreachable)) throw err;
-        failure = err;
-        reason = 'unreachable';
-      }
-      if (reason === undefined) return res as Response;
-      const wait = res && retryAfterMs(res.headers.get('retry-after'), now());
-      const eligible =
-        idempotent &&
-        retry < budget.attempts &&
-        (wait === undefined || wait <= budget.maxBackoffMs) &&
-        client?.aborted !== true;
-      if (!eligible || !budget.tryRetry()) {
-        if (eligible) observer.upstreamRetryDenied?.(upstream.name);
-        if (res) return res;
-        throw failure;
-      }
-      observer.upstreamRetry?.(upstream.name, reason);
-      if (res) await discardBody(res);
-      await sleep(Math.max(wait ?? 0, budget.backoff(retry)), client);
-    }
-  };
+  ): Promise<Response> =>
+    retrying(budget, () => once(client, upstream, url, init, authorization, transport), {
+      idempotent: init.method === 'GET' || init.method === 'HEAD',
+      unreachable: (err) => err instanceof UpstreamUnreachable,
+      retryAfterClock: now,
+      ...(client ? { signal: client } : {}),
+      onRetry: (reason) => observer.upstreamRetry?.(upstream.name, reason),
+      onDenied: () => observer.upstreamRetryDenied?.(upstream.name),
+    });
 
   /** A request to the routed upstream, authenticated as its challenges ask (one retry on 401). */
   const send = async (
@@ -577,36 +552,33 @@ function requestPath(c: Context): string {
 function watchBody(res: Response, idleMs: number, upstream: ResolvedUpstream): Response {
   if (res.body === null || rawBodyOf(res) !== undefined) return res;
   const reader = res.body.getReader();
-  let timer: NodeJS.Timeout | undefined;
+  let clear = () => {};
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const stalled = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new RegistryError(
-                  502,
-                  'UNAVAILABLE',
-                  `upstream ${upstream.name} sent nothing for ${idleMs} ms mid-answer`,
-                ),
-              ),
-            idleMs,
-          );
-        });
+        const stalled = deadline(
+          idleMs,
+          () =>
+            new RegistryError(
+              502,
+              'UNAVAILABLE',
+              `upstream ${upstream.name} sent nothing for ${idleMs} ms mid-answer`,
+            ),
+        );
+        clear = stalled.clear;
         try {
-          const { done, value } = await Promise.race([reader.read(), stalled]);
+          const { done, value } = await Promise.race([reader.read(), stalled.expired]);
           if (done) controller.close();
           else controller.enqueue(value);
         } catch (err) {
           reader.cancel(err).catch(() => {});
           throw err;
         } finally {
-          clearTimeout(timer);
+          stalled.clear();
         }
       },
       cancel(reason) {
-        clearTimeout(timer);
+        clear();
         return reader.cancel(reason);
       },
     },
@@ -627,22 +599,20 @@ function credentialsFor(
   const config = upstream.credentials;
   if (config === undefined || config.provider === 'none') return async () => undefined;
   return async () => {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RegistryError(
-              504,
-              'UNAVAILABLE',
-              `the credential source of upstream ${upstream.name} did not answer within ${timeoutMs} ms`,
-            ),
-          ),
-        timeoutMs,
-      );
-    });
+    const late = deadline(
+      timeoutMs,
+      () =>
+        new RegistryError(
+          504,
+          'UNAVAILABLE',
+          `the credential source of upstream ${upstream.name} did not answer within ${timeoutMs} ms`,
+        ),
+    );
     try {
-      const creds = await Promise.race([auth.getCredentials(upstream.base.host, config), late]);
+      const creds = await Promise.race([
+        auth.getCredentials(upstream.base.host, config),
+        late.expired,
+      ]);
       return { username: creds.username, password: creds.password };
     } catch (err) {
       if (err instanceof RegistryError) throw err;
@@ -655,9 +625,18 @@ function credentialsFor(
       }
       throw err;
     } finally {
-      clearTimeout(timer);
+      late.clear();
     }
   };
+}
+
+/** A promise that rejects with `error()` once `ms` have passed, unless cleared first. */
+function deadline(ms: number, error: () => Error): { expired: Promise<never>; clear(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms);
+  });
+  return { expired, clear: () => clearTimeout(timer) };
 }
 
 function passedHeaders(res: Response): Headers {

@@ -4,6 +4,9 @@ import { RegistryError } from './errors.js';
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 
+/** Requests already let through: an app mounted in another guarded app checks each once. */
+const passed = new WeakSet<IncomingMessage>();
+
 /**
  * Refuses requests whose meaning depends on who parses them, before any routing:
  *
@@ -14,12 +17,13 @@ const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
  *   `hosts` and the HTTP server would each pick another one.
  *
  * Answers 400 with OCI error JSON. Only effective under @hono/node-server (the raw request
- * target and header lines come from Node's IncomingMessage).
+ * target and header lines come from Node's IncomingMessage). A request is checked once however
+ * many guarded apps it passes through (the binary guards its own routes and mounts the proxy).
  */
 export function requestGuard(): MiddlewareHandler {
   return async (c, next) => {
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    if (incoming === undefined) return next();
+    if (incoming === undefined || passed.has(incoming)) return next();
     const refuse = (code: 'NAME_INVALID' | 'UNSUPPORTED', message: string) =>
       c.json(new RegistryError(400, code, message).toJSON(), 400, API_VERSION);
     const target = incoming.url ?? '';
@@ -33,6 +37,7 @@ export function requestGuard(): MiddlewareHandler {
     for (let i = 0; i < incoming.rawHeaders.length; i += 2)
       if (incoming.rawHeaders[i]?.toLowerCase() === 'host') hosts++;
     if (hosts > 1) return refuse('UNSUPPORTED', 'more than one Host header');
+    passed.add(incoming);
     return next();
   };
 }

@@ -1,3 +1,5 @@
+import { discardBody } from './node-stream.js';
+
 /** How the proxy retries upstream requests; every field optional, defaults documented. */
 export interface RetryOptions {
   /** Attempts per request, the first included; 1 turns retries off. Default 3. */
@@ -135,4 +137,67 @@ export function retryAfterMs(value: string | null, now: number): number | undefi
     return undefined;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** How {@link retrying} treats one kind of upstream request. */
+export interface RetryHow {
+  /** Whether the request may be sent again (GET, HEAD); others get one attempt. */
+  readonly idempotent: boolean;
+  /** Which thrown errors mean the upstream could not be reached (retried); others are rethrown. */
+  readonly unreachable: (err: unknown) => boolean;
+  /**
+   * With a clock: a short `Retry-After` is waited for, and an answer asking for longer than
+   * `maxBackoffMs` is passed on rather than retried. Without: `Retry-After` is not read.
+   */
+  readonly retryAfterClock?: () => number;
+  /** The client's signal: no retry once it aborted, and the backoff ends early. */
+  readonly signal?: AbortSignal;
+  readonly onRetry?: (reason: string) => void;
+  /** A retry the request was eligible for but the budget refused. */
+  readonly onDenied?: () => void;
+}
+
+/**
+ * Sends `send()` and, while it throws an unreachable error or answers 502/503/504, sends it again
+ * within `budget`: at most `attempts` in all, each retry taken from the process-wide budget,
+ * after a jittered backoff (or the `Retry-After` asked for, when read and longer). When no retry
+ * is left, the last answer is returned or the last error thrown.
+ */
+export async function retrying(
+  budget: RetryBudget,
+  send: () => Promise<Response>,
+  how: RetryHow,
+): Promise<Response> {
+  budget.request();
+  for (let retry = 1; ; retry++) {
+    let res: Response | undefined;
+    let failure: unknown;
+    let reason: string | undefined;
+    try {
+      res = await send();
+      if (RETRIED_STATUSES.has(res.status)) reason = String(res.status);
+    } catch (err) {
+      if (!how.unreachable(err)) throw err;
+      failure = err;
+      reason = 'unreachable';
+    }
+    if (reason === undefined) return res as Response;
+    const wait =
+      res && how.retryAfterClock
+        ? retryAfterMs(res.headers.get('retry-after'), how.retryAfterClock())
+        : undefined;
+    const eligible =
+      how.idempotent &&
+      retry < budget.attempts &&
+      (wait === undefined || wait <= budget.maxBackoffMs) &&
+      how.signal?.aborted !== true;
+    if (!eligible || !budget.tryRetry()) {
+      if (eligible) how.onDenied?.();
+      if (res) return res;
+      throw failure;
+    }
+    how.onRetry?.(reason);
+    if (res) await discardBody(res);
+    await sleep(Math.max(wait ?? 0, budget.backoff(retry)), how.signal);
+  }
 }

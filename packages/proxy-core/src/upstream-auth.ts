@@ -2,7 +2,7 @@ import { parseChallenges } from './challenge.js';
 import type { ResolvedUpstream } from './config.js';
 import { RegistryError } from './errors.js';
 import type { ProxyObserver } from './observe.js';
-import { RETRIED_STATUSES, type RetryBudget, sleep } from './retry.js';
+import { type RetryBudget, retrying } from './retry.js';
 
 /** Username and password for an upstream, or none (anonymous). */
 export type UpstreamCredentials = () => Promise<{ username: string; password: string } | undefined>;
@@ -159,38 +159,22 @@ export class UpstreamAuth {
    * The token GET, retried (budget permitting) when the token service cannot be reached or
    * answers 502/503/504; the last failure or answer is the caller's.
    */
-  async #get(url: URL, headers: Record<string, string>): Promise<Response> {
-    const budget = this.#budget;
-    budget?.request();
-    for (let retry = 1; ; retry++) {
-      let res: Response | undefined;
-      let failure: unknown;
-      try {
-        res = await this.#fetch(url, {
-          headers,
-          redirect: 'error',
-          signal: AbortSignal.timeout(this.#timeoutMs),
-        });
-      } catch (err) {
-        if ((err as Error).name === 'TimeoutError') throw err;
-        failure = err;
-      }
-      const retryable = res === undefined || RETRIED_STATUSES.has(res.status);
-      if (!retryable) return res as Response;
-      const reason = res === undefined ? 'unreachable' : String(res.status);
-      if (budget === undefined || retry >= budget.attempts) {
-        if (res) return res;
-        throw failure;
-      }
-      if (!budget.tryRetry()) {
-        this.#observer.upstreamRetryDenied?.(this.#upstream.name);
-        if (res) return res;
-        throw failure;
-      }
-      this.#observer.upstreamRetry?.(this.#upstream.name, reason);
-      await res?.body?.cancel();
-      await sleep(budget.backoff(retry));
-    }
+  #get(url: URL, headers: Record<string, string>): Promise<Response> {
+    const get = () =>
+      this.#fetch(url, {
+        headers,
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    if (this.#budget === undefined) return get();
+    const name = this.#upstream.name;
+    return retrying(this.#budget, get, {
+      idempotent: true,
+      // our own timeout is the caller's 504, not a reason to wait longer
+      unreachable: (err) => (err as Error).name !== 'TimeoutError',
+      onRetry: (reason) => this.#observer.upstreamRetry?.(name, reason),
+      onDenied: () => this.#observer.upstreamRetryDenied?.(name),
+    });
   }
 
   async #fetchToken(
